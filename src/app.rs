@@ -1,0 +1,97 @@
+//! Wiring only: the registry, the store, the sampler task, the listeners, and the
+//! shutdown order (readiness off, listeners closed and drained within the grace period,
+//! then the sampler's session closed).
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::http::{self, push::IngestMetrics, Ctx, Routes};
+use crate::metrics::{self, pools::PoolCollector, server::ServerCollector};
+use crate::sampler::Sampler;
+use crate::store::Store;
+
+/// The bound listeners: metrics, and push when it has an address of its own.
+pub struct Listeners {
+    /// `/metrics`, health, and the push endpoints too when `push` is `None`.
+    pub metrics: TcpListener,
+    /// The push endpoints on their own address.
+    pub push: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the configured addresses.
+    pub async fn bind(cfg: &Config) -> io::Result<Listeners> {
+        let metrics = TcpListener::bind(cfg.listen_address)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {} (listen_address): {e}", cfg.listen_address)))?;
+        let push = if cfg.push_listen_address == cfg.listen_address {
+            None
+        } else {
+            Some(TcpListener::bind(cfg.push_listen_address).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {} (push_listen_address): {e}", cfg.push_listen_address))
+            })?)
+        };
+        Ok(Listeners { metrics, push })
+    }
+}
+
+/// Runs poolwatch until `cancel` fires, then shuts down in order.
+pub async fn run(cfg: Config, listeners: Listeners, cancel: CancellationToken) -> prometheus::Result<()> {
+    let registry = metrics::new_registry()?;
+    let store = Arc::new(Store::register(&registry, cfg.pools.expiry, cfg.pools.max_pools)?);
+    metrics::register(&registry, PoolCollector::new(store.clone()))?;
+    let ingest = IngestMetrics::register(&registry)?;
+
+    let background = TaskTracker::new();
+    let sampler_cancel = CancellationToken::new();
+    match cfg.database.clone() {
+        Some(db) => {
+            let (sampler, rx) = Sampler::register(&registry, db)?;
+            metrics::register(&registry, ServerCollector::new(rx))?;
+            background.spawn(sampler.run(sampler_cancel.clone()));
+        }
+        None => tracing::info!(
+            "no database configured (database.url, database.url_file or PGHOST/PGUSER/PGDATABASE): running push-only, server view off"
+        ),
+    }
+
+    let ctx = Arc::new(Ctx {
+        registry,
+        store,
+        ingest,
+        http: cfg.http.clone(),
+        default_instance: cfg.instance.clone(),
+        ready: AtomicBool::new(true),
+    });
+    let servers = TaskTracker::new();
+    let grace = cfg.shutdown_grace;
+    let metrics_addr = listeners.metrics.local_addr().ok();
+    match listeners.push {
+        None => {
+            tracing::info!(address = ?metrics_addr, mode = cfg.mode.as_str(), "serving metrics and pushes");
+            servers.spawn(http::serve(listeners.metrics, ctx.clone(), Routes { metrics: true, push: true }, cancel.clone(), grace));
+        }
+        Some(push) => {
+            tracing::info!(address = ?metrics_addr, push_address = ?push.local_addr().ok(), mode = cfg.mode.as_str(), "serving metrics; pushes on their own address");
+            servers.spawn(http::serve(listeners.metrics, ctx.clone(), Routes { metrics: true, push: false }, cancel.clone(), grace));
+            servers.spawn(http::serve(push, ctx.clone(), Routes { metrics: false, push: true }, cancel.clone(), grace));
+        }
+    }
+    servers.close();
+
+    cancel.cancelled().await;
+    ctx.ready.store(false, Ordering::Relaxed);
+    tracing::info!(grace_seconds = grace.as_secs_f64(), "shutting down");
+    servers.wait().await;
+    sampler_cancel.cancel();
+    background.close();
+    background.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! The HTTP server (hyper 1, HTTP/1.1) and its routes.
+//!
+//! | method | path | listener | what |
+//! |---|---|---|---|
+//! | GET | `/metrics` | metrics | Prometheus text format 0.0.4; never touches the database |
+//! | GET | `/healthz` | metrics | 200 while the process serves requests (liveness) |
+//! | GET | `/readyz` | metrics | 200 once started, 503 while shutting down (readiness) |
+//! | GET | `/` | both | a short page listing these endpoints |
+//! | POST | `/api/v1/pools/{app}/{pool}` | push | one pool: canonical or `sql.DBStats` JSON |
+//! | POST | `/api/v1/pools` | push | a batch of pools of one app |
+//!
+//! When the metrics and push addresses are the same, one listener serves both sets.
+//! Every request's headers and body must arrive within `http.request_timeout_seconds`;
+//! bodies are capped at `http.max_body_bytes`. On shutdown the listener closes at once
+//! and open connections get `shutdown_grace_seconds` to finish.
+
+pub mod push;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HttpConfig;
+use crate::store::Store;
+
+/// What every request handler can reach.
+pub struct Ctx {
+    /// Rendered by `/metrics`.
+    pub registry: Registry,
+    /// Written by pushes.
+    pub store: Arc<Store>,
+    /// Counters of push outcomes.
+    pub ingest: push::IngestMetrics,
+    /// Body limit and timeouts.
+    pub http: HttpConfig,
+    /// `instance` for pushes that do not name one.
+    pub default_instance: String,
+    /// Cleared when shutdown starts, so `/readyz` turns 503.
+    pub ready: AtomicBool,
+}
+
+/// Which endpoint families a listener serves.
+#[derive(Clone, Copy, Debug)]
+pub struct Routes {
+    /// `/metrics`, `/healthz`, `/readyz`.
+    pub metrics: bool,
+    /// The push endpoints.
+    pub push: bool,
+}
+
+/// The response body type of every handler.
+pub type Body = Full<Bytes>;
+
+/// Serves `listener` until `cancel` fires, then drains open connections for at most
+/// `grace`.
+pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>, routes: Routes, cancel: CancellationToken, grace: Duration) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(ctx.http.request_timeout).keep_alive(true);
+    let local = listener.local_addr().ok();
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let ctx = ctx.clone();
+        let svc = service_fn(move |req| {
+            let ctx = ctx.clone();
+            async move { Ok::<_, Infallible>(route(req, &ctx, routes).await) }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::debug!(?local, "listener drained"),
+        _ = tokio::time::sleep(grace) => tracing::warn!(?local, grace_seconds = grace.as_secs_f64(), "connections still open after the shutdown grace period; closing them"),
+    }
+}
+
+async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (routes.metrics, routes.push, segments.as_slice()) {
+        (true, _, ["metrics"]) => get_only(&method, || metrics(ctx)),
+        (true, _, ["healthz"]) => get_only(&method, || text(StatusCode::OK, "ok\n")),
+        (true, _, ["readyz"]) => get_only(&method, || {
+            if ctx.ready.load(Ordering::Relaxed) {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            }
+        }),
+        (_, _, [""]) => get_only(&method, || text(StatusCode::OK, &index(routes))),
+        (_, true, ["api", "v1", "pools", app, pool]) => {
+            if method != Method::POST {
+                return not_allowed("POST");
+            }
+            let (app, pool) = (crate::percent_decode(app), crate::percent_decode(pool));
+            push::pool(req, ctx, &app, &pool).await
+        }
+        (_, true, ["api", "v1", "pools"]) => {
+            if method != Method::POST {
+                return not_allowed("POST");
+            }
+            push::batch(req, ctx).await
+        }
+        _ => json_error(StatusCode::NOT_FOUND, &format!("no endpoint {path} on this listener"), None),
+    }
+}
+
+fn get_only(method: &Method, f: impl FnOnce() -> Response<Body>) -> Response<Body> {
+    if method == Method::GET || method == Method::HEAD {
+        f()
+    } else {
+        not_allowed("GET, HEAD")
+    }
+}
+
+fn metrics(ctx: &Ctx) -> Response<Body> {
+    let body = crate::metrics::encode(&ctx.registry);
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
+    r
+}
+
+fn index(routes: Routes) -> String {
+    let mut s = format!("poolwatch {}: PostgreSQL connection-leak watcher\n\n", crate::VERSION);
+    if routes.metrics {
+        s.push_str("GET  /metrics                     Prometheus metrics\nGET  /healthz                     liveness\nGET  /readyz                      readiness\n");
+    }
+    if routes.push {
+        s.push_str("POST /api/v1/pools/{app}/{pool}   push one pool (canonical or sql.DBStats JSON)\nPOST /api/v1/pools                batch push\n");
+    }
+    s
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string() + "\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// `{"error": ..., "field": ...}` with `status`.
+pub fn json_error(status: StatusCode, error: &str, field: Option<&str>) -> Response<Body> {
+    json(status, &serde_json::json!({ "error": error, "field": field }))
+}
+
+fn not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, &format!("method not allowed; use {allow}"), None);
+    r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}

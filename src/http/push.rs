@@ -1,0 +1,101 @@
+//! The JSON push endpoints: read the body within its limits, parse, store all or
+//! nothing, and count the outcome. A rejected push gets a 4xx JSON error naming the
+//! problem (and the field, when there is one) and leaves the store as it was.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::CONTENT_LENGTH;
+use hyper::{Request, Response, StatusCode};
+use prometheus::{IntCounterVec, Opts, Registry};
+
+use super::{json, json_error, Body, Ctx};
+use crate::ingest::json::{parse_batch, parse_pool};
+use crate::ingest::{IngestError, PoolPush};
+
+/// `poolwatch_ingest_requests_total{format, outcome}`.
+pub struct IngestMetrics {
+    /// Push requests by format (`json`, `dbstats`, `batch`) and outcome (`accepted` or
+    /// the error kind).
+    requests: IntCounterVec,
+}
+
+impl IngestMetrics {
+    /// Creates and registers the counter.
+    pub fn register(registry: &Registry) -> prometheus::Result<IngestMetrics> {
+        let requests = IntCounterVec::new(
+            Opts::new("poolwatch_ingest_requests_total", "Push requests, by format and outcome (accepted or why not)."),
+            &["format", "outcome"],
+        )?;
+        for f in ["json", "dbstats", "batch"] {
+            requests.with_label_values(&[f, "accepted"]);
+        }
+        registry.register(Box::new(requests.clone()))?;
+        Ok(IngestMetrics { requests })
+    }
+
+    fn count(&self, format: &str, outcome: &str) {
+        self.requests.with_label_values(&[format, outcome]).inc();
+    }
+}
+
+/// `POST /api/v1/pools/{app}/{pool}`.
+pub async fn pool(req: Request<Incoming>, ctx: &Ctx, app: &str, pool: &str) -> Response<Body> {
+    let query = req.uri().query().map(str::to_string);
+    let parsed = match read_body(req, ctx).await {
+        Ok(body) => parse_pool(&body, app, pool, query.as_deref(), &ctx.default_instance),
+        Err(e) => Err(e),
+    };
+    match parsed {
+        Ok((format, push)) => store(ctx, format.as_str(), vec![push]),
+        Err(e) => reject(ctx, "json", e),
+    }
+}
+
+/// `POST /api/v1/pools`.
+pub async fn batch(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
+    let parsed = match read_body(req, ctx).await {
+        Ok(body) => parse_batch(&body, &ctx.default_instance),
+        Err(e) => Err(e),
+    };
+    match parsed {
+        Ok(pushes) => store(ctx, "batch", pushes),
+        Err(e) => reject(ctx, "batch", e),
+    }
+}
+
+fn store(ctx: &Ctx, format: &str, pushes: Vec<PoolPush>) -> Response<Body> {
+    let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    match ctx.store.apply(pushes, Instant::now(), unix) {
+        Ok(n) => {
+            ctx.ingest.count(format, "accepted");
+            json(StatusCode::OK, &serde_json::json!({ "accepted": n }))
+        }
+        Err(e) => reject(ctx, format, e),
+    }
+}
+
+fn reject(ctx: &Ctx, format: &str, e: IngestError) -> Response<Body> {
+    ctx.ingest.count(format, e.kind());
+    tracing::debug!(format, outcome = e.kind(), error = %e, "push rejected");
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    json_error(status, &e.to_string(), e.field())
+}
+
+/// Reads the whole body, refusing it early when `Content-Length` is over the limit and
+/// cutting off a body that grows past it or arrives too slowly.
+async fn read_body(req: Request<Incoming>, ctx: &Ctx) -> Result<Bytes, IngestError> {
+    let limit = ctx.http.max_body_bytes;
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(IngestError::TooLarge { limit });
+    }
+    let body = Limited::new(req.into_body(), limit);
+    match tokio::time::timeout(ctx.http.request_timeout, body.collect()).await {
+        Err(_) => Err(IngestError::Timeout(ctx.http.request_timeout)),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(IngestError::TooLarge { limit }),
+        Ok(Err(e)) => Err(IngestError::Body(e.to_string())),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}

@@ -1,0 +1,53 @@
+//! poolwatch catches PostgreSQL connection leaks before they take a database down.
+//!
+//! Applications push their connection-pool statistics; a sampler reads
+//! `pg_stat_activity` over one long-lived session; `/metrics` renders the latest of
+//! both. Data flows one way:
+//!
+//! ```text
+//! app ── push ──> http::push ──> ingest (parse, validate) ──> store (latest per app/pool/instance)
+//! PostgreSQL ──── sampler (every interval) ──> watch channel of Arc<ServerState>
+//!                                   │
+//! GET /metrics ── metrics::collector renders store + latest ServerState (never the database)
+//! ```
+//!
+//! Modules:
+//! - [`config`]: YAML file, environment and flags merged, validated before the runtime starts.
+//! - [`app`]: wiring only: registry, tasks, listeners, shutdown order.
+//! - [`http`]: the hyper server and its routes.
+//! - [`ingest`]: push formats, each producing validated [`ingest::PoolSnapshot`]s.
+//! - [`store`]: the latest pool snapshots, with expiry and a cap.
+//! - [`sampler`]: the PostgreSQL session supervisor and the server view it publishes.
+//! - [`metrics`]: registry setup and the collectors that render the latest state.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod sampler;
+pub mod store;
+
+/// The version baked into `poolwatch_build_info` and `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Decodes `%XX` escapes and `+` (as a space) in a URL query value; invalid escapes are
+/// kept as they are.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    let hex = |c: u8| (c as char).to_digit(16);
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

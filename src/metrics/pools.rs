@@ -1,0 +1,83 @@
+//! The pool view: one series per pushed pool and field, from the store at scrape time.
+//!
+//! Series (labels `app`, `pool`, `instance`; a field the client did not send has no series):
+//! `poolwatch_pool_max_open_connections` (absent when unlimited),
+//! `poolwatch_pool_open_connections`, `poolwatch_pool_in_use_connections`,
+//! `poolwatch_pool_idle_connections`, `poolwatch_pool_waiting`,
+//! `poolwatch_pool_wait_count_total`, `poolwatch_pool_wait_duration_seconds_total`,
+//! `poolwatch_pool_closed_total{reason="max_idle|max_idle_time|max_lifetime"}`,
+//! `poolwatch_pool_max_lifetime_seconds`, `poolwatch_pool_max_idle_time_seconds`,
+//! `poolwatch_pool_last_push_timestamp_seconds`; and `poolwatch_pools_tracked`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+
+use super::{descs, Family, Spec};
+use crate::store::Store;
+
+const L: &[&str] = &["app", "pool", "instance"];
+
+/// The families, in the order [`PoolCollector::collect`] fills them.
+pub const SPECS: &[Spec] = &[
+    Spec { name: "poolwatch_pool_max_open_connections", help: "Most connections the pool may open, as pushed (absent when unlimited).", counter: false, labels: L },
+    Spec { name: "poolwatch_pool_open_connections", help: "Connections the pool has open, in use or idle, as pushed.", counter: false, labels: L },
+    Spec { name: "poolwatch_pool_in_use_connections", help: "Connections checked out of the pool, as pushed.", counter: false, labels: L },
+    Spec { name: "poolwatch_pool_idle_connections", help: "Connections idle in the pool, as pushed.", counter: false, labels: L },
+    Spec { name: "poolwatch_pool_waiting", help: "Callers blocked waiting for a connection now, where the client reports it.", counter: false, labels: L },
+    Spec { name: "poolwatch_pool_wait_count_total", help: "Callers that had to wait for a connection, as pushed.", counter: true, labels: L },
+    Spec { name: "poolwatch_pool_wait_duration_seconds_total", help: "Total time callers waited for a connection, as pushed.", counter: true, labels: L },
+    Spec { name: "poolwatch_pool_closed_total", help: "Connections the pool closed, by reason, as pushed.", counter: true, labels: &["app", "pool", "instance", "reason"] },
+    Spec { name: "poolwatch_pool_max_lifetime_seconds", help: "The pool's maximum connection lifetime setting.", counter: false, labels: L },
+    Spec { name: "poolwatch_pool_max_idle_time_seconds", help: "The pool's maximum idle time setting.", counter: false, labels: L },
+    Spec { name: "poolwatch_pool_last_push_timestamp_seconds", help: "Unix time of the pool's last accepted push.", counter: false, labels: L },
+    Spec { name: "poolwatch_pools_tracked", help: "Pools currently tracked (pushed within pools.expiry_seconds).", counter: false, labels: &[] },
+];
+
+/// Renders the store.
+pub struct PoolCollector {
+    /// The pools.
+    store: Arc<Store>,
+    /// One per spec.
+    descs: Vec<Desc>,
+}
+
+impl PoolCollector {
+    /// A collector over `store`.
+    pub fn new(store: Arc<Store>) -> PoolCollector {
+        PoolCollector { store, descs: descs(SPECS) }
+    }
+}
+
+impl Collector for PoolCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let pools = self.store.snapshot(Instant::now());
+        let mut f: Vec<Family> = SPECS.iter().map(Family::new).collect();
+        let n = |v: Option<u64>| v.map(|v| v as f64);
+        for (k, e) in &pools {
+            let l = [k.app.as_str(), k.pool.as_str(), k.instance.as_str()];
+            let s = &e.snapshot;
+            f[0].add_opt(&l, n(s.max_open));
+            f[1].add(&l, s.open as f64);
+            f[2].add_opt(&l, n(s.in_use));
+            f[3].add_opt(&l, n(s.idle));
+            f[4].add_opt(&l, n(s.waiting));
+            f[5].add_opt(&l, n(s.wait_count));
+            f[6].add_opt(&l, s.wait_duration_seconds);
+            for (reason, v) in [("max_idle", s.max_idle_closed), ("max_idle_time", s.max_idle_time_closed), ("max_lifetime", s.max_lifetime_closed)] {
+                f[7].add_opt(&[l[0], l[1], l[2], reason], n(v));
+            }
+            f[8].add_opt(&l, s.max_lifetime_seconds);
+            f[9].add_opt(&l, s.max_idle_time_seconds);
+            f[10].add(&l, e.received_unix);
+        }
+        f[11].add(&[], pools.len() as f64);
+        f.into_iter().map(Family::finish).collect()
+    }
+}
