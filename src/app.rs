@@ -27,40 +27,99 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the configured addresses.
     pub async fn bind(cfg: &Config) -> io::Result<Listeners> {
-        let metrics = TcpListener::bind(cfg.listen_address)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {} (listen_address): {e}", cfg.listen_address)))?;
+        let metrics = TcpListener::bind(cfg.listen_address).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {} (listen_address): {e}",
+                    cfg.listen_address
+                ),
+            )
+        })?;
         let push = if cfg.push_listen_address == cfg.listen_address {
             None
         } else {
-            Some(TcpListener::bind(cfg.push_listen_address).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on {} (push_listen_address): {e}", cfg.push_listen_address))
-            })?)
+            Some(
+                TcpListener::bind(cfg.push_listen_address)
+                    .await
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!(
+                                "cannot listen on {} (push_listen_address): {e}",
+                                cfg.push_listen_address
+                            ),
+                        )
+                    })?,
+            )
         };
         Ok(Listeners { metrics, push })
     }
 }
 
-/// Runs poolwatch until `cancel` fires, then shuts down in order.
-pub async fn run(cfg: Config, listeners: Listeners, cancel: CancellationToken) -> prometheus::Result<()> {
-    let registry = metrics::new_registry()?;
-    let store = Arc::new(Store::register(&registry, cfg.pools.expiry, cfg.pools.max_pools)?);
-    metrics::register(&registry, PoolCollector::new(store.clone()))?;
-    let ingest = IngestMetrics::register(&registry)?;
+/// Everything `/metrics` renders, wired as the daemon wires it; the sampler is not yet
+/// running. Tests build one to render fixed inputs.
+pub struct Core {
+    /// All metrics.
+    pub registry: prometheus::Registry,
+    /// Pool snapshots.
+    pub store: Arc<Store>,
+    /// Push outcome counters.
+    pub ingest: IngestMetrics,
+    /// The sampler, when a database is configured.
+    pub sampler: Option<Sampler>,
+}
 
+impl Core {
+    /// Creates the registry and registers every component's metrics.
+    pub fn new(cfg: &Config) -> prometheus::Result<Core> {
+        let registry = metrics::new_registry()?;
+        let store = Arc::new(Store::register(
+            &registry,
+            cfg.pools.expiry,
+            cfg.pools.max_pools,
+        )?);
+        metrics::register(&registry, PoolCollector::new(store.clone()))?;
+        let ingest = IngestMetrics::register(&registry)?;
+        let sampler = match cfg.database.clone() {
+            Some(db) => {
+                let (sampler, rx) = Sampler::register(&registry, db)?;
+                metrics::register(&registry, ServerCollector::new(rx))?;
+                Some(sampler)
+            }
+            None => None,
+        };
+        Ok(Core {
+            registry,
+            store,
+            ingest,
+            sampler,
+        })
+    }
+}
+
+/// Runs poolwatch until `cancel` fires, then shuts down in order.
+pub async fn run(
+    cfg: Config,
+    listeners: Listeners,
+    cancel: CancellationToken,
+) -> prometheus::Result<()> {
+    let Core {
+        registry,
+        store,
+        ingest,
+        sampler,
+    } = Core::new(&cfg)?;
     let background = TaskTracker::new();
     let sampler_cancel = CancellationToken::new();
-    match cfg.database.clone() {
-        Some(db) => {
-            let (sampler, rx) = Sampler::register(&registry, db)?;
-            metrics::register(&registry, ServerCollector::new(rx))?;
+    match sampler {
+        Some(sampler) => {
             background.spawn(sampler.run(sampler_cancel.clone()));
         }
         None => tracing::info!(
             "no database configured (database.url, database.url_file or PGHOST/PGUSER/PGDATABASE): running push-only, server view off"
         ),
     }
-
     let ctx = Arc::new(Ctx {
         registry,
         store,
@@ -75,12 +134,39 @@ pub async fn run(cfg: Config, listeners: Listeners, cancel: CancellationToken) -
     match listeners.push {
         None => {
             tracing::info!(address = ?metrics_addr, mode = cfg.mode.as_str(), "serving metrics and pushes");
-            servers.spawn(http::serve(listeners.metrics, ctx.clone(), Routes { metrics: true, push: true }, cancel.clone(), grace));
+            servers.spawn(http::serve(
+                listeners.metrics,
+                ctx.clone(),
+                Routes {
+                    metrics: true,
+                    push: true,
+                },
+                cancel.clone(),
+                grace,
+            ));
         }
         Some(push) => {
             tracing::info!(address = ?metrics_addr, push_address = ?push.local_addr().ok(), mode = cfg.mode.as_str(), "serving metrics; pushes on their own address");
-            servers.spawn(http::serve(listeners.metrics, ctx.clone(), Routes { metrics: true, push: false }, cancel.clone(), grace));
-            servers.spawn(http::serve(push, ctx.clone(), Routes { metrics: false, push: true }, cancel.clone(), grace));
+            servers.spawn(http::serve(
+                listeners.metrics,
+                ctx.clone(),
+                Routes {
+                    metrics: true,
+                    push: false,
+                },
+                cancel.clone(),
+                grace,
+            ));
+            servers.spawn(http::serve(
+                push,
+                ctx.clone(),
+                Routes {
+                    metrics: false,
+                    push: true,
+                },
+                cancel.clone(),
+                grace,
+            ));
         }
     }
     servers.close();

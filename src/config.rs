@@ -182,8 +182,14 @@ impl DatabaseConfig {
         format!(
             "host={} port={} dbname={} user={} sslmode={}",
             hosts.join(","),
-            if ports.is_empty() { "5432".into() } else { ports.join(",") },
-            self.pg.get_dbname().unwrap_or(self.pg.get_user().unwrap_or("")),
+            if ports.is_empty() {
+                "5432".into()
+            } else {
+                ports.join(",")
+            },
+            self.pg
+                .get_dbname()
+                .unwrap_or(self.pg.get_user().unwrap_or("")),
             self.pg.get_user().unwrap_or(""),
             self.sslmode.as_str()
         )
@@ -265,28 +271,160 @@ const SSLMODES: &[&str] = &["disable", "prefer", "require", "verify-full"];
 
 /// All configuration keys. `docs/configuration.md` documents each of them.
 pub const KEYS: &[Key] = &[
-    Key { path: "mode", kind: Kind::Choice(MODES), default: "central", env: &["POOLWATCH_MODE"], flag: Some("--mode") },
-    Key { path: "instance", kind: Kind::Text, default: "-", env: &["POOLWATCH_INSTANCE"], flag: Some("--instance") },
-    Key { path: "listen_address", kind: Kind::Address, default: DEFAULT_LISTEN, env: &["POOLWATCH_LISTEN_ADDRESS"], flag: Some("--listen") },
-    Key { path: "push_listen_address", kind: Kind::Address, default: "-", env: &["POOLWATCH_PUSH_LISTEN_ADDRESS"], flag: Some("--push-listen") },
-    Key { path: "shutdown_grace_seconds", kind: Kind::Seconds, default: "10", env: &["POOLWATCH_SHUTDOWN_GRACE_SECONDS"], flag: None },
-    Key { path: "log_level", kind: Kind::Text, default: "info", env: &["POOLWATCH_LOG_LEVEL"], flag: Some("--log-level") },
-    Key { path: "log_format", kind: Kind::Choice(LOG_FORMATS), default: "text", env: &["POOLWATCH_LOG_FORMAT"], flag: Some("--log-format") },
-    Key { path: "http.max_body_bytes", kind: Kind::Count, default: "1048576", env: &["POOLWATCH_HTTP_MAX_BODY_BYTES"], flag: None },
-    Key { path: "http.request_timeout_seconds", kind: Kind::Seconds, default: "10", env: &["POOLWATCH_HTTP_REQUEST_TIMEOUT_SECONDS"], flag: None },
-    Key { path: "pools.expiry_seconds", kind: Kind::Seconds, default: "60", env: &["POOLWATCH_POOLS_EXPIRY_SECONDS"], flag: None },
-    Key { path: "pools.max_pools", kind: Kind::Count, default: "1000", env: &["POOLWATCH_POOLS_MAX_POOLS"], flag: None },
-    Key { path: "database.url", kind: Kind::Secret, default: "-", env: &["POOLWATCH_DATABASE_URL", "DATABASE_URL"], flag: Some("--database-url") },
-    Key { path: "database.url_file", kind: Kind::Path, default: "-", env: &["POOLWATCH_DATABASE_URL_FILE"], flag: Some("--database-url-file") },
-    Key { path: "database.sslmode", kind: Kind::Choice(SSLMODES), default: "prefer", env: &["POOLWATCH_DATABASE_SSLMODE"], flag: None },
-    Key { path: "database.ca_file", kind: Kind::Path, default: "/etc/ssl/certs/ca-certificates.crt", env: &["POOLWATCH_DATABASE_CA_FILE"], flag: None },
-    Key { path: "database.application_name", kind: Kind::Text, default: "poolwatch", env: &["POOLWATCH_DATABASE_APPLICATION_NAME"], flag: None },
-    Key { path: "database.interval_seconds", kind: Kind::Seconds, default: "15", env: &["POOLWATCH_DATABASE_INTERVAL_SECONDS"], flag: None },
-    Key { path: "database.connect_timeout_seconds", kind: Kind::Seconds, default: "5", env: &["POOLWATCH_DATABASE_CONNECT_TIMEOUT_SECONDS"], flag: None },
-    Key { path: "database.statement_timeout_seconds", kind: Kind::Seconds, default: "5", env: &["POOLWATCH_DATABASE_STATEMENT_TIMEOUT_SECONDS"], flag: None },
-    Key { path: "database.lock_timeout_seconds", kind: Kind::Seconds, default: "1", env: &["POOLWATCH_DATABASE_LOCK_TIMEOUT_SECONDS"], flag: None },
-    Key { path: "database.reconnect_max_backoff_seconds", kind: Kind::Seconds, default: "-", env: &["POOLWATCH_DATABASE_RECONNECT_MAX_BACKOFF_SECONDS"], flag: None },
-    Key { path: "database.max_application_names", kind: Kind::Count, default: "200", env: &["POOLWATCH_DATABASE_MAX_APPLICATION_NAMES"], flag: None },
+    Key {
+        path: "mode",
+        kind: Kind::Choice(MODES),
+        default: "central",
+        env: &["POOLWATCH_MODE"],
+        flag: Some("--mode"),
+    },
+    Key {
+        path: "instance",
+        kind: Kind::Text,
+        default: "-",
+        env: &["POOLWATCH_INSTANCE"],
+        flag: Some("--instance"),
+    },
+    Key {
+        path: "listen_address",
+        kind: Kind::Address,
+        default: DEFAULT_LISTEN,
+        env: &["POOLWATCH_LISTEN_ADDRESS"],
+        flag: Some("--listen"),
+    },
+    Key {
+        path: "push_listen_address",
+        kind: Kind::Address,
+        default: "-",
+        env: &["POOLWATCH_PUSH_LISTEN_ADDRESS"],
+        flag: Some("--push-listen"),
+    },
+    Key {
+        path: "shutdown_grace_seconds",
+        kind: Kind::Seconds,
+        default: "10",
+        env: &["POOLWATCH_SHUTDOWN_GRACE_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "log_level",
+        kind: Kind::Text,
+        default: "info",
+        env: &["POOLWATCH_LOG_LEVEL"],
+        flag: Some("--log-level"),
+    },
+    Key {
+        path: "log_format",
+        kind: Kind::Choice(LOG_FORMATS),
+        default: "text",
+        env: &["POOLWATCH_LOG_FORMAT"],
+        flag: Some("--log-format"),
+    },
+    Key {
+        path: "http.max_body_bytes",
+        kind: Kind::Count,
+        default: "1048576",
+        env: &["POOLWATCH_HTTP_MAX_BODY_BYTES"],
+        flag: None,
+    },
+    Key {
+        path: "http.request_timeout_seconds",
+        kind: Kind::Seconds,
+        default: "10",
+        env: &["POOLWATCH_HTTP_REQUEST_TIMEOUT_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "pools.expiry_seconds",
+        kind: Kind::Seconds,
+        default: "60",
+        env: &["POOLWATCH_POOLS_EXPIRY_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "pools.max_pools",
+        kind: Kind::Count,
+        default: "1000",
+        env: &["POOLWATCH_POOLS_MAX_POOLS"],
+        flag: None,
+    },
+    Key {
+        path: "database.url",
+        kind: Kind::Secret,
+        default: "-",
+        env: &["POOLWATCH_DATABASE_URL", "DATABASE_URL"],
+        flag: Some("--database-url"),
+    },
+    Key {
+        path: "database.url_file",
+        kind: Kind::Path,
+        default: "-",
+        env: &["POOLWATCH_DATABASE_URL_FILE"],
+        flag: Some("--database-url-file"),
+    },
+    Key {
+        path: "database.sslmode",
+        kind: Kind::Choice(SSLMODES),
+        default: "prefer",
+        env: &["POOLWATCH_DATABASE_SSLMODE"],
+        flag: None,
+    },
+    Key {
+        path: "database.ca_file",
+        kind: Kind::Path,
+        default: "/etc/ssl/certs/ca-certificates.crt",
+        env: &["POOLWATCH_DATABASE_CA_FILE"],
+        flag: None,
+    },
+    Key {
+        path: "database.application_name",
+        kind: Kind::Text,
+        default: "poolwatch",
+        env: &["POOLWATCH_DATABASE_APPLICATION_NAME"],
+        flag: None,
+    },
+    Key {
+        path: "database.interval_seconds",
+        kind: Kind::Seconds,
+        default: "15",
+        env: &["POOLWATCH_DATABASE_INTERVAL_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "database.connect_timeout_seconds",
+        kind: Kind::Seconds,
+        default: "5",
+        env: &["POOLWATCH_DATABASE_CONNECT_TIMEOUT_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "database.statement_timeout_seconds",
+        kind: Kind::Seconds,
+        default: "5",
+        env: &["POOLWATCH_DATABASE_STATEMENT_TIMEOUT_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "database.lock_timeout_seconds",
+        kind: Kind::Seconds,
+        default: "1",
+        env: &["POOLWATCH_DATABASE_LOCK_TIMEOUT_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "database.reconnect_max_backoff_seconds",
+        kind: Kind::Seconds,
+        default: "-",
+        env: &["POOLWATCH_DATABASE_RECONNECT_MAX_BACKOFF_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "database.max_application_names",
+        kind: Kind::Count,
+        default: "200",
+        env: &["POOLWATCH_DATABASE_MAX_APPLICATION_NAMES"],
+        flag: None,
+    },
 ];
 
 /// Values given on the command line (or through the environment variables clap reads
@@ -322,7 +460,11 @@ pub fn load(
     flags: &FlagValues,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let mut s = Sources { values: BTreeMap::new(), problems: Vec::new(), env };
+    let mut s = Sources {
+        values: BTreeMap::new(),
+        problems: Vec::new(),
+        env,
+    };
     if let Some(path) = file {
         s.read_file(path);
     }
@@ -331,14 +473,26 @@ pub fn load(
         // value is applied there with the same result.
         for name in k.env {
             if let Some(v) = (s.env)(name) {
-                s.values.insert(k.path, Raw { value: Value::String(v), origin: format!("environment variable {name}") });
+                s.values.insert(
+                    k.path,
+                    Raw {
+                        value: Value::String(v),
+                        origin: format!("environment variable {name}"),
+                    },
+                );
                 break;
             }
         }
     }
     for (path, v) in flags {
         let flag = key(path).and_then(|k| k.flag).unwrap_or(path);
-        s.values.insert(path, Raw { value: Value::String(v.clone()), origin: format!("flag {flag}") });
+        s.values.insert(
+            path,
+            Raw {
+                value: Value::String(v.clone()),
+                origin: format!("flag {flag}"),
+            },
+        );
     }
     s.build()
 }
@@ -360,7 +514,10 @@ impl Sources<'_> {
         match doc {
             Value::Null => {}
             Value::Mapping(_) => self.flatten(&doc, "", path),
-            _ => self.problem(format!("{}: expected a mapping of keys at the top level", path.display())),
+            _ => self.problem(format!(
+                "{}: expected a mapping of keys at the top level",
+                path.display()
+            )),
         }
     }
 
@@ -368,17 +525,33 @@ impl Sources<'_> {
         let Value::Mapping(m) = v else { return };
         for (k, v) in m {
             let Some(name) = k.as_str() else {
-                self.problem(format!("{}: key {k:?} under `{prefix}` is not a string", file.display()));
+                self.problem(format!(
+                    "{}: key {k:?} under `{prefix}` is not a string",
+                    file.display()
+                ));
                 continue;
             };
-            let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") };
+            let path = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            };
             if let Some(key) = key(&path) {
-                self.values.insert(key.path, Raw { value: v.clone(), origin: format!("{}", file.display()) });
+                self.values.insert(
+                    key.path,
+                    Raw {
+                        value: v.clone(),
+                        origin: format!("{}", file.display()),
+                    },
+                );
             } else if KEYS.iter().any(|k| k.path.starts_with(&format!("{path}."))) {
                 match v {
                     Value::Mapping(_) => self.flatten(v, &path, file),
                     Value::Null => {}
-                    _ => self.problem(format!("{path} (in {}): expected a mapping of keys", file.display())),
+                    _ => self.problem(format!(
+                        "{path} (in {}): expected a mapping of keys",
+                        file.display()
+                    )),
                 }
             } else {
                 self.problem(format!("{path} (in {}): unknown key", file.display()));
@@ -404,15 +577,28 @@ impl Sources<'_> {
 
     fn shown(&self, path: &str) -> String {
         match self.values.get(path) {
-            Some(Raw { value: Value::String(s), .. }) => format!("{s:?}"),
-            Some(Raw { value, .. }) => serde_yaml::to_string(value).unwrap_or_default().trim().to_string(),
+            Some(Raw {
+                value: Value::String(s),
+                ..
+            }) => format!("{s:?}"),
+            Some(Raw { value, .. }) => serde_yaml::to_string(value)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
             None => String::new(),
         }
     }
 
     fn bad(&mut self, path: &'static str, expected: &str) {
-        let origin = self.values.get(path).map(|r| r.origin.clone()).unwrap_or_default();
-        let p = format!("{path} (from {origin}): expected {expected}, got {}", self.shown(path));
+        let origin = self
+            .values
+            .get(path)
+            .map(|r| r.origin.clone())
+            .unwrap_or_default();
+        let p = format!(
+            "{path} (from {origin}): expected {expected}, got {}",
+            self.shown(path)
+        );
         self.problem(p);
     }
 
@@ -442,7 +628,9 @@ impl Sources<'_> {
     }
 
     fn opt_seconds(&mut self, path: &'static str) -> Option<Duration> {
-        self.values.contains_key(path).then(|| self.seconds(path, 1.0))
+        self.values
+            .contains_key(path)
+            .then(|| self.seconds(path, 1.0))
     }
 
     fn count(&mut self, path: &'static str, default: usize) -> usize {
@@ -457,7 +645,9 @@ impl Sources<'_> {
     }
 
     fn choice(&mut self, path: &'static str, default: &'static str) -> String {
-        let Some(Kind::Choice(words)) = key(path).map(|k| k.kind) else { unreachable!("{path} is a choice") };
+        let Some(Kind::Choice(words)) = key(path).map(|k| k.kind) else {
+            unreachable!("{path} is a choice")
+        };
         match self.text(path) {
             Some(v) if words.contains(&v.as_str()) => v,
             Some(_) => {
@@ -469,7 +659,8 @@ impl Sources<'_> {
     }
 
     fn address(&mut self, path: &'static str, default: &str) -> SocketAddr {
-        let fallback = SocketAddr::from_str(default).unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let fallback =
+            SocketAddr::from_str(default).unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         match self.text(path) {
             Some(v) => match parse_address(&v) {
                 Some(a) => a,
@@ -502,7 +693,10 @@ impl Sources<'_> {
             Mode::Central => listen_address.to_string(),
         };
         let push_listen_address = self.address("push_listen_address", &push_default);
-        if push_listen_address != listen_address && push_listen_address.port() == listen_address.port() && push_listen_address.port() != 0 {
+        if push_listen_address != listen_address
+            && push_listen_address.port() == listen_address.port()
+            && push_listen_address.port() != 0
+        {
             self.problem(format!(
                 "push_listen_address {push_listen_address} and listen_address {listen_address} share a port but not an address; use the same address or another port"
             ));
@@ -510,7 +704,10 @@ impl Sources<'_> {
         let shutdown_grace = self.seconds("shutdown_grace_seconds", 10.0);
         let log_level = self.text("log_level").unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            self.bad("log_level", "a level (error, warn, info, debug, trace) or a tracing filter");
+            self.bad(
+                "log_level",
+                "a level (error, warn, info, debug, trace) or a tracing filter",
+            );
         }
         let log_format = match self.choice("log_format", "text").as_str() {
             "json" => LogFormat::Json,
@@ -540,7 +737,9 @@ impl Sources<'_> {
                 warnings,
             })
         } else {
-            Err(ConfigError { problems: self.problems })
+            Err(ConfigError {
+                problems: self.problems,
+            })
         }
     }
 
@@ -553,10 +752,17 @@ impl Sources<'_> {
         let connect_timeout = self.seconds("database.connect_timeout_seconds", 5.0);
         let statement_timeout = self.seconds("database.statement_timeout_seconds", 5.0);
         let lock_timeout = self.seconds("database.lock_timeout_seconds", 1.0);
-        let reconnect_max_backoff = self.opt_seconds("database.reconnect_max_backoff_seconds").unwrap_or(interval);
+        let reconnect_max_backoff = self
+            .opt_seconds("database.reconnect_max_backoff_seconds")
+            .unwrap_or(interval);
         let max_application_names = self.count("database.max_application_names", 200);
-        let application_name = self.text("database.application_name").unwrap_or_else(|| "poolwatch".into());
-        if application_name.is_empty() || application_name.len() > 63 || !application_name.is_ascii() {
+        let application_name = self
+            .text("database.application_name")
+            .unwrap_or_else(|| "poolwatch".into());
+        if application_name.is_empty()
+            || application_name.len() > 63
+            || !application_name.is_ascii()
+        {
             self.bad("database.application_name", "1 to 63 ASCII characters");
         }
         if statement_timeout > interval {
@@ -573,7 +779,10 @@ impl Sources<'_> {
                 statement_timeout.as_secs_f64()
             ));
         }
-        let explicit_sslmode = self.values.contains_key("database.sslmode").then(|| self.choice("database.sslmode", "prefer"));
+        let explicit_sslmode = self
+            .values
+            .contains_key("database.sslmode")
+            .then(|| self.choice("database.sslmode", "prefer"));
         let explicit_ca = self.text("database.ca_file");
 
         let libpq_vars = ["PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE"];
@@ -594,7 +803,9 @@ impl Sources<'_> {
                     return None;
                 }
             },
-            (None, None) if libpq_vars.iter().any(|v| (self.env)(v).is_some()) => (String::new(), "libpq environment"),
+            (None, None) if libpq_vars.iter().any(|v| (self.env)(v).is_some()) => {
+                (String::new(), "libpq environment")
+            }
             (None, None) => return None,
         };
 
@@ -613,7 +824,9 @@ impl Sources<'_> {
                 Ok(c) => c,
                 Err(e) => {
                     // The parser's messages name the option, never its value.
-                    self.problem(format!("database.{source}: not a valid PostgreSQL URL: {e}"));
+                    self.problem(format!(
+                        "database.{source}: not a valid PostgreSQL URL: {e}"
+                    ));
                     return None;
                 }
             }
@@ -631,7 +844,10 @@ impl Sources<'_> {
         let sslmode = match SslMode::parse(&sslmode_text) {
             Some(m) => m,
             None => {
-                self.problem(format!("database sslmode {sslmode_text:?}: expected one of {}", SSLMODES.join(", ")));
+                self.problem(format!(
+                    "database sslmode {sslmode_text:?}: expected one of {}",
+                    SSLMODES.join(", ")
+                ));
                 SslMode::Prefer
             }
         };
@@ -642,7 +858,10 @@ impl Sources<'_> {
                 .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into()),
         );
         if sslmode == SslMode::VerifyFull && !ca_file.is_file() {
-            self.problem(format!("database.ca_file: {} is not a readable file (needed by sslmode verify-full)", ca_file.display()));
+            self.problem(format!(
+                "database.ca_file: {} is not a readable file (needed by sslmode verify-full)",
+                ca_file.display()
+            ));
         }
         pg.application_name(&application_name);
         pg.options(format!(
@@ -672,7 +891,9 @@ impl Sources<'_> {
     /// As libpq: environment variables give what the URL does not.
     fn fill_from_libpq_env(&mut self, pg: &mut tokio_postgres::Config) {
         if pg.get_hosts().is_empty() {
-            let host = (self.env)("PGHOST").or_else(|| (self.env)("PGHOSTADDR")).unwrap_or_else(|| "localhost".into());
+            let host = (self.env)("PGHOST")
+                .or_else(|| (self.env)("PGHOSTADDR"))
+                .unwrap_or_else(|| "localhost".into());
             for h in host.split(',') {
                 pg.host(h);
             }
@@ -688,7 +909,9 @@ impl Sources<'_> {
             }
         }
         if pg.get_user().is_none() {
-            let user = (self.env)("PGUSER").or_else(|| (self.env)("USER")).unwrap_or_else(|| "postgres".into());
+            let user = (self.env)("PGUSER")
+                .or_else(|| (self.env)("USER"))
+                .unwrap_or_else(|| "postgres".into());
             pg.user(&user);
         }
         if pg.get_password().is_none() {
@@ -717,7 +940,9 @@ fn strip_url(url: &str, out: &mut UrlParams) -> Result<String, String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err("expected a URL starting with postgres:// or postgresql://".into());
     }
-    let Some((base, query)) = url.split_once('?') else { return Ok(url.to_string()) };
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok(url.to_string());
+    };
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -728,21 +953,31 @@ fn strip_url(url: &str, out: &mut UrlParams) -> Result<String, String> {
             _ => kept.push(pair),
         }
     }
-    Ok(if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) })
+    Ok(if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    })
 }
 
 /// Accepts `host:port`, `[v6]:port` and `:port` (all interfaces).
 pub fn parse_address(s: &str) -> Option<SocketAddr> {
     let s = s.trim();
     if let Some(port) = s.strip_prefix(':') {
-        return port.parse::<u16>().ok().map(|p| SocketAddr::from(([0, 0, 0, 0], p)));
+        return port
+            .parse::<u16>()
+            .ok()
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], p)));
     }
     if let Ok(a) = s.parse() {
         return Some(a);
     }
     let (host, port) = s.rsplit_once(':')?;
     if host == "localhost" {
-        return port.parse::<u16>().ok().map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+        return port
+            .parse::<u16>()
+            .ok()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
     }
     None
 }
@@ -753,7 +988,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 
@@ -785,7 +1023,11 @@ mod tests {
         }
     }
 
-    fn load_with(file: Option<&str>, flags: &[(&'static str, &str)], e: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn load_with(
+        file: Option<&str>,
+        flags: &[(&'static str, &str)],
+        e: &[(&str, &str)],
+    ) -> Result<Config, ConfigError> {
         let f = file.map(yaml);
         let flags: FlagValues = flags.iter().map(|(k, v)| (*k, v.to_string())).collect();
         load(f.as_ref().map(|f| f.0.as_path()), &flags, &env(e))
@@ -818,7 +1060,10 @@ mod tests {
         assert_eq!(c.listen_address.port(), 1000);
         assert_eq!(c.pools.max_pools, 7);
 
-        let e = [("POOLWATCH_LISTEN_ADDRESS", "127.0.0.1:2000"), ("POOLWATCH_POOLS_EXPIRY_SECONDS", "45")];
+        let e = [
+            ("POOLWATCH_LISTEN_ADDRESS", "127.0.0.1:2000"),
+            ("POOLWATCH_POOLS_EXPIRY_SECONDS", "45"),
+        ];
         let c = load_with(Some(file), &[], &e).unwrap();
         assert_eq!(c.listen_address.port(), 2000);
         assert_eq!(c.pools.expiry, Duration::from_secs(45));
@@ -832,7 +1077,8 @@ mod tests {
     #[test]
     fn all_problems_reported_at_once() {
         let file = "mode: edge\nlisten_adress: 1.2.3.4:5\npools:\n  expiry_seconds: -3\n  max_pool: 3\ndatabase:\n  interval_seconds: abc\n";
-        let err = load_with(Some(file), &[], &[("POOLWATCH_HTTP_MAX_BODY_BYTES", "1.5")]).unwrap_err();
+        let err =
+            load_with(Some(file), &[], &[("POOLWATCH_HTTP_MAX_BODY_BYTES", "1.5")]).unwrap_err();
         let text = err.to_string();
         for needle in [
             "mode (from",
@@ -872,7 +1118,10 @@ mod tests {
         ];
         for (file, e, needle) in cases {
             let err = load_with(Some(file), &[], e).expect_err(file);
-            assert!(err.to_string().contains(needle), "{file:?}: {needle:?} missing from {err}");
+            assert!(
+                err.to_string().contains(needle),
+                "{file:?}: {needle:?} missing from {err}"
+            );
         }
     }
 
@@ -884,21 +1133,50 @@ mod tests {
         let db = c.database.unwrap();
         assert_eq!(db.source, "url_file");
         assert_eq!(db.sslmode, SslMode::Require);
-        assert_eq!(db.target(), "host=db.example port=6432 dbname=app user=watcher sslmode=require");
+        assert_eq!(
+            db.target(),
+            "host=db.example port=6432 dbname=app user=watcher sslmode=require"
+        );
 
-        let e = [("PGHOST", "127.0.0.1"), ("PGPORT", "5433"), ("PGUSER", "mon"), ("PGPASSWORD", "pw"), ("PGDATABASE", "d"), ("PGSSLMODE", "disable"), ("PGAPPNAME", "not-us")];
+        let e = [
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", "5433"),
+            ("PGUSER", "mon"),
+            ("PGPASSWORD", "pw"),
+            ("PGDATABASE", "d"),
+            ("PGSSLMODE", "disable"),
+            ("PGAPPNAME", "not-us"),
+        ];
         let db = load_with(None, &[], &e).unwrap().database.unwrap();
         assert_eq!(db.source, "libpq environment");
-        assert_eq!(db.target(), "host=127.0.0.1 port=5433 dbname=d user=mon sslmode=disable");
-        assert_eq!(db.pg.get_application_name(), Some("poolwatch"), "PGAPPNAME never names our session");
+        assert_eq!(
+            db.target(),
+            "host=127.0.0.1 port=5433 dbname=d user=mon sslmode=disable"
+        );
+        assert_eq!(
+            db.pg.get_application_name(),
+            Some("poolwatch"),
+            "PGAPPNAME never names our session"
+        );
         assert_eq!(db.pg.get_password(), Some(&b"pw"[..]));
 
         // The URL wins over the environment, which fills the user, password and
         // database the URL leaves out (a URL with a host always has a port: 5432).
-        let db = load_with(None, &[("database.url", "postgres://db.internal/sales?application_name=x")], &e).unwrap();
+        let db = load_with(
+            None,
+            &[(
+                "database.url",
+                "postgres://db.internal/sales?application_name=x",
+            )],
+            &e,
+        )
+        .unwrap();
         assert_eq!(db.warnings.len(), 1);
         let db = db.database.unwrap();
-        assert_eq!(db.target(), "host=db.internal port=5432 dbname=sales user=mon sslmode=disable");
+        assert_eq!(
+            db.target(),
+            "host=db.internal port=5432 dbname=sales user=mon sslmode=disable"
+        );
         assert_eq!(db.pg.get_password(), Some(&b"pw"[..]));
         assert_eq!(db.pg.get_application_name(), Some("poolwatch"));
     }
@@ -911,12 +1189,19 @@ mod tests {
         assert!(!dbg.contains("hunter2"), "{dbg}");
         assert!(dbg.contains("<redacted>"), "{dbg}");
         // Nor in errors about the URL.
-        for bad in ["postgres://watcher:hunter2-secret@db:99999/app", "postgres://watcher:hunter2-secret@db/app?bogus=1"] {
-            let err = load_with(None, &[("database.url", bad)], &[]).unwrap_err().to_string();
+        for bad in [
+            "postgres://watcher:hunter2-secret@db:99999/app",
+            "postgres://watcher:hunter2-secret@db/app?bogus=1",
+        ] {
+            let err = load_with(None, &[("database.url", bad)], &[])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("database.url"), "{err}");
             assert!(!err.contains("hunter2"), "{err}");
         }
-        let err = load_with(Some("database:\n  url: [hunter2]\n"), &[], &[]).unwrap_err().to_string();
+        let err = load_with(Some("database:\n  url: [hunter2]\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 
@@ -935,7 +1220,10 @@ mod tests {
     fn addresses() {
         assert_eq!(parse_address(":9").unwrap().to_string(), "0.0.0.0:9");
         assert_eq!(parse_address("[::1]:9").unwrap().to_string(), "[::1]:9");
-        assert_eq!(parse_address("localhost:9").unwrap().to_string(), "127.0.0.1:9");
+        assert_eq!(
+            parse_address("localhost:9").unwrap().to_string(),
+            "127.0.0.1:9"
+        );
         assert!(parse_address("example.com:9").is_none());
     }
 }

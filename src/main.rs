@@ -22,31 +22,31 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// YAML configuration file [env: POOLWATCH_CONFIG]
-    #[arg(long, short = 'c', value_name = "FILE")]
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Deploy mode: sidecar or central (default central) [env: POOLWATCH_MODE]
-    #[arg(long, value_name = "MODE")]
+    #[arg(long, global = true, value_name = "MODE")]
     mode: Option<String>,
     /// Address for /metrics and health (default 0.0.0.0:19187) [env: POOLWATCH_LISTEN_ADDRESS]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     listen: Option<String>,
     /// Address for pushes (default: --listen in central mode, 127.0.0.1:19188 in sidecar mode) [env: POOLWATCH_PUSH_LISTEN_ADDRESS]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     push_listen: Option<String>,
     /// PostgreSQL URL; prefer the file or the variable, a flag shows in `ps` [env: POOLWATCH_DATABASE_URL, DATABASE_URL]
-    #[arg(long, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
     /// File holding the PostgreSQL URL, e.g. a mounted Secret [env: POOLWATCH_DATABASE_URL_FILE]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     database_url_file: Option<String>,
     /// Default instance label for pushes (default: $POD_NAME in sidecar mode) [env: POOLWATCH_INSTANCE]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME")]
     instance: Option<String>,
     /// Log level or tracing filter, e.g. info or poolwatch=debug [env: POOLWATCH_LOG_LEVEL]
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, global = true, value_name = "LEVEL")]
     log_level: Option<String>,
     /// Log format: text or json [env: POOLWATCH_LOG_FORMAT]
-    #[arg(long, value_name = "FORMAT")]
+    #[arg(long, global = true, value_name = "FORMAT")]
     log_format: Option<String>,
 }
 
@@ -119,7 +119,11 @@ fn main() -> ExitCode {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the runtime");
@@ -147,7 +151,11 @@ fn main() -> ExitCode {
 }
 
 fn summary(cfg: &Config) -> String {
-    let db = cfg.database.as_ref().map(|d| d.target()).unwrap_or_else(|| "none (push-only)".into());
+    let db = cfg
+        .database
+        .as_ref()
+        .map(|d| d.target())
+        .unwrap_or_else(|| "none (push-only)".into());
     format!(
         "mode={} listen={} push_listen={} instance={:?} database={}",
         cfg.mode.as_str(),
@@ -159,8 +167,11 @@ fn summary(cfg: &Config) -> String {
 }
 
 fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cfg.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.with_ansi(false).init(),
@@ -170,7 +181,10 @@ fn init_logging(cfg: &Config) {
 /// First SIGTERM or SIGINT: graceful shutdown. A second one: exit at once.
 async fn on_signals(cancel: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop poolwatch with SIGKILL");
         return;
     };

@@ -40,7 +40,11 @@ pub struct Store {
 
 impl Store {
     /// Creates the store and registers its counters.
-    pub fn register(registry: &Registry, expiry: Duration, max_pools: usize) -> prometheus::Result<Store> {
+    pub fn register(
+        registry: &Registry,
+        expiry: Duration,
+        max_pools: usize,
+    ) -> prometheus::Result<Store> {
         let expired_total = IntCounter::new(
             "poolwatch_pools_expired_total",
             "Pools dropped because they were not pushed within pools.expiry_seconds.",
@@ -55,7 +59,13 @@ impl Store {
         dropped_total.with_label_values(&["pool_limit"]);
         registry.register(Box::new(expired_total.clone()))?;
         registry.register(Box::new(dropped_total.clone()))?;
-        Ok(Store { pools: Mutex::new(HashMap::new()), expiry, max_pools, expired_total, dropped_total })
+        Ok(Store {
+            pools: Mutex::new(HashMap::new()),
+            expiry,
+            max_pools,
+            expired_total,
+            dropped_total,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<PoolKey, Entry>> {
@@ -65,17 +75,38 @@ impl Store {
     }
 
     /// Stores all pushes or none: if the new pools would exceed the cap, nothing changes.
-    pub fn apply(&self, pushes: Vec<PoolPush>, now: Instant, now_unix: f64) -> Result<usize, IngestError> {
+    pub fn apply(
+        &self,
+        pushes: Vec<PoolPush>,
+        now: Instant,
+        now_unix: f64,
+    ) -> Result<usize, IngestError> {
         let mut pools = self.lock();
         self.expire(&mut pools, now);
-        let new = pushes.iter().filter(|p| !pools.contains_key(&p.key)).count();
+        let new = pushes
+            .iter()
+            .filter(|p| !pools.contains_key(&p.key))
+            .count();
         if pools.len() + new > self.max_pools {
-            self.dropped_total.with_label_values(&["pool_limit"]).inc_by(pushes.len() as u64);
-            return Err(IngestError::PoolLimit { limit: self.max_pools, tracked: pools.len(), new });
+            self.dropped_total
+                .with_label_values(&["pool_limit"])
+                .inc_by(pushes.len() as u64);
+            return Err(IngestError::PoolLimit {
+                limit: self.max_pools,
+                tracked: pools.len(),
+                new,
+            });
         }
         let n = pushes.len();
         for p in pushes {
-            pools.insert(p.key, Entry { snapshot: p.snapshot, received: now, received_unix: now_unix });
+            pools.insert(
+                p.key,
+                Entry {
+                    snapshot: p.snapshot,
+                    received: now,
+                    received_unix: now_unix,
+                },
+            );
         }
         Ok(n)
     }
@@ -97,7 +128,8 @@ impl Store {
     pub fn snapshot(&self, now: Instant) -> Vec<(PoolKey, Entry)> {
         let mut pools = self.lock();
         self.expire(&mut pools, now);
-        let mut out: Vec<(PoolKey, Entry)> = pools.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
+        let mut out: Vec<(PoolKey, Entry)> =
+            pools.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
         drop(pools);
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
@@ -120,14 +152,24 @@ mod tests {
 
     fn push(app: &str, pool: &str, open: u64) -> PoolPush {
         PoolPush {
-            key: PoolKey { app: app.into(), pool: pool.into(), instance: "i".into() },
-            snapshot: PoolSnapshot { open, ..Default::default() },
+            key: PoolKey {
+                app: app.into(),
+                pool: pool.into(),
+                instance: "i".into(),
+            },
+            snapshot: PoolSnapshot {
+                open,
+                ..Default::default()
+            },
         }
     }
 
     fn store(max: usize) -> (Store, Registry) {
         let r = Registry::new();
-        (Store::register(&r, Duration::from_secs(60), max).unwrap(), r)
+        (
+            Store::register(&r, Duration::from_secs(60), max).unwrap(),
+            r,
+        )
     }
 
     #[test]
@@ -135,7 +177,8 @@ mod tests {
         let (s, _) = store(10);
         let t = Instant::now();
         s.apply(vec![push("a", "p", 1)], t, 1.0).unwrap();
-        s.apply(vec![push("a", "p", 5)], t + Duration::from_secs(1), 2.0).unwrap();
+        s.apply(vec![push("a", "p", 5)], t + Duration::from_secs(1), 2.0)
+            .unwrap();
         let snap = s.snapshot(t + Duration::from_secs(2));
         assert_eq!(snap.len(), 1);
         assert_eq!(snap[0].1.snapshot.open, 5);
@@ -146,8 +189,10 @@ mod tests {
     fn expiry_drops_and_counts() {
         let (s, _) = store(10);
         let t = Instant::now();
-        s.apply(vec![push("a", "p", 1), push("b", "p", 1)], t, 1.0).unwrap();
-        s.apply(vec![push("b", "p", 2)], t + Duration::from_secs(30), 31.0).unwrap();
+        s.apply(vec![push("a", "p", 1), push("b", "p", 1)], t, 1.0)
+            .unwrap();
+        s.apply(vec![push("b", "p", 2)], t + Duration::from_secs(30), 31.0)
+            .unwrap();
         assert_eq!(s.snapshot(t + Duration::from_secs(59)).len(), 2);
         let live = s.snapshot(t + Duration::from_secs(60));
         assert_eq!(live.len(), 1);
@@ -163,15 +208,33 @@ mod tests {
         let (s, _) = store(2);
         let t = Instant::now();
         s.apply(vec![push("a", "p", 1)], t, 1.0).unwrap();
-        let err = s.apply(vec![push("a", "p", 9), push("b", "p", 1), push("c", "p", 1)], t, 1.0).unwrap_err();
-        assert_eq!(err, IngestError::PoolLimit { limit: 2, tracked: 1, new: 2 });
+        let err = s
+            .apply(
+                vec![push("a", "p", 9), push("b", "p", 1), push("c", "p", 1)],
+                t,
+                1.0,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            IngestError::PoolLimit {
+                limit: 2,
+                tracked: 1,
+                new: 2
+            }
+        );
         assert_eq!(s.dropped_total.with_label_values(&["pool_limit"]).get(), 3);
         let snap = s.snapshot(t);
         assert_eq!(snap.len(), 1);
-        assert_eq!(snap[0].1.snapshot.open, 1, "a refused batch changes nothing");
+        assert_eq!(
+            snap[0].1.snapshot.open, 1,
+            "a refused batch changes nothing"
+        );
         // Updates of tracked pools are always accepted, and expiry frees room.
-        s.apply(vec![push("a", "p", 2), push("b", "p", 1)], t, 1.0).unwrap();
+        s.apply(vec![push("a", "p", 2), push("b", "p", 1)], t, 1.0)
+            .unwrap();
         assert!(s.apply(vec![push("c", "p", 1)], t, 1.0).is_err());
-        s.apply(vec![push("c", "p", 1)], t + Duration::from_secs(61), 62.0).unwrap();
+        s.apply(vec![push("c", "p", 1)], t + Duration::from_secs(61), 62.0)
+            .unwrap();
     }
 }

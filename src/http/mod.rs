@@ -64,10 +64,19 @@ pub type Body = Full<Bytes>;
 
 /// Serves `listener` until `cancel` fires, then drains open connections for at most
 /// `grace`.
-pub async fn serve(listener: TcpListener, ctx: Arc<Ctx>, routes: Routes, cancel: CancellationToken, grace: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+    routes: Routes,
+    cancel: CancellationToken,
+    grace: Duration,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(ctx.http.request_timeout).keep_alive(true);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx.http.request_timeout)
+        .keep_alive(true);
     let local = listener.local_addr().ok();
     loop {
         let (stream, peer) = tokio::select! {
@@ -130,7 +139,11 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
             }
             push::batch(req, ctx).await
         }
-        _ => json_error(StatusCode::NOT_FOUND, &format!("no endpoint {path} on this listener"), None),
+        _ => json_error(
+            StatusCode::NOT_FOUND,
+            &format!("no endpoint {path} on this listener"),
+            None,
+        ),
     }
 }
 
@@ -145,12 +158,18 @@ fn get_only(method: &Method, f: impl FnOnce() -> Response<Body>) -> Response<Bod
 fn metrics(ctx: &Ctx) -> Response<Body> {
     let body = crate::metrics::encode(&ctx.registry);
     let mut r = Response::new(Full::new(Bytes::from(body)));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
     r
 }
 
 fn index(routes: Routes) -> String {
-    let mut s = format!("poolwatch {}: PostgreSQL connection-leak watcher\n\n", crate::VERSION);
+    let mut s = format!(
+        "poolwatch {}: PostgreSQL connection-leak watcher\n\n",
+        crate::VERSION
+    );
     if routes.metrics {
         s.push_str("GET  /metrics                     Prometheus metrics\nGET  /healthz                     liveness\nGET  /readyz                      readiness\n");
     }
@@ -164,7 +183,10 @@ fn index(routes: Routes) -> String {
 pub fn text(status: StatusCode, body: &str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -172,17 +194,26 @@ pub fn text(status: StatusCode, body: &str) -> Response<Body> {
 pub fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string() + "\n")));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 /// `{"error": ..., "field": ...}` with `status`.
 pub fn json_error(status: StatusCode, error: &str, field: Option<&str>) -> Response<Body> {
-    json(status, &serde_json::json!({ "error": error, "field": field }))
+    json(
+        status,
+        &serde_json::json!({ "error": error, "field": field }),
+    )
 }
 
 fn not_allowed(allow: &'static str) -> Response<Body> {
-    let mut r = json_error(StatusCode::METHOD_NOT_ALLOWED, &format!("method not allowed; use {allow}"), None);
-    r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    let mut r = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method not allowed; use {allow}"),
+        None,
+    );
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
     r
 }

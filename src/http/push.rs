@@ -25,7 +25,10 @@ impl IngestMetrics {
     /// Creates and registers the counter.
     pub fn register(registry: &Registry) -> prometheus::Result<IngestMetrics> {
         let requests = IntCounterVec::new(
-            Opts::new("poolwatch_ingest_requests_total", "Push requests, by format and outcome (accepted or why not)."),
+            Opts::new(
+                "poolwatch_ingest_requests_total",
+                "Push requests, by format and outcome (accepted or why not).",
+            ),
             &["format", "outcome"],
         )?;
         for f in ["json", "dbstats", "batch"] {
@@ -66,7 +69,10 @@ pub async fn batch(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
 }
 
 fn store(ctx: &Ctx, format: &str, pushes: Vec<PoolPush>) -> Response<Body> {
-    let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
     match ctx.store.apply(pushes, Instant::now(), unix) {
         Ok(n) => {
             ctx.ingest.count(format, "accepted");
@@ -87,14 +93,23 @@ fn reject(ctx: &Ctx, format: &str, e: IngestError) -> Response<Body> {
 /// cutting off a body that grows past it or arrives too slowly.
 async fn read_body(req: Request<Incoming>, ctx: &Ctx) -> Result<Bytes, IngestError> {
     let limit = ctx.http.max_body_bytes;
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(IngestError::TooLarge { limit });
     }
     let body = Limited::new(req.into_body(), limit);
     match tokio::time::timeout(ctx.http.request_timeout, body.collect()).await {
         Err(_) => Err(IngestError::Timeout(ctx.http.request_timeout)),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(IngestError::TooLarge { limit }),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(IngestError::TooLarge { limit })
+        }
         Ok(Err(e)) => Err(IngestError::Body(e.to_string())),
         Ok(Ok(c)) => Ok(c.to_bytes()),
     }

@@ -12,7 +12,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{check_name, IngestError, PoolKey, PoolPush, PoolSnapshot, MAX_APPLICATION_NAME_LEN, MAX_INSTANCE_LEN, MAX_NAME_LEN};
+use super::{
+    check_name, IngestError, PoolKey, PoolPush, PoolSnapshot, MAX_APPLICATION_NAME_LEN,
+    MAX_INSTANCE_LEN, MAX_NAME_LEN,
+};
 
 /// Which JSON shape a single-pool push used (the `format` label of
 /// `poolwatch_ingest_requests_total`).
@@ -62,7 +65,12 @@ const DBSTATS_FIELDS: &[&str] = &[
     "MaxLifetimeClosed",
 ];
 
-const QUERY_PARAMS: &[&str] = &["instance", "application_name", "max_lifetime_seconds", "max_idle_time_seconds"];
+const QUERY_PARAMS: &[&str] = &[
+    "instance",
+    "application_name",
+    "max_lifetime_seconds",
+    "max_idle_time_seconds",
+];
 
 /// Parses a single-pool push.
 pub fn parse_pool(
@@ -87,7 +95,11 @@ pub fn parse_pool(
     snapshot.max_lifetime_seconds = snapshot.max_lifetime_seconds.or(q.max_lifetime_seconds);
     snapshot.max_idle_time_seconds = snapshot.max_idle_time_seconds.or(q.max_idle_time_seconds);
     let instance = q.instance.unwrap_or_else(|| default_instance.to_string());
-    let key = PoolKey { app: app.to_string(), pool: pool.to_string(), instance };
+    let key = PoolKey {
+        app: app.to_string(),
+        pool: pool.to_string(),
+        instance,
+    };
     Ok((format, PoolPush { key, snapshot }))
 }
 
@@ -96,41 +108,75 @@ pub fn parse_batch(body: &[u8], default_instance: &str) -> Result<Vec<PoolPush>,
     let obj = object(body)?;
     for k in obj.keys() {
         if !matches!(k.as_str(), "app" | "instance" | "pools") {
-            return Err(IngestError::field_err(k.as_str(), "unknown field (expected app, instance, pools)"));
+            return Err(IngestError::field_err(
+                k.as_str(),
+                "unknown field (expected app, instance, pools)",
+            ));
         }
     }
     let app = match obj.get("app") {
         Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(IngestError::field_err("app", format!("expected a string, got {}", type_name(other)))),
+        Some(other) => {
+            return Err(IngestError::field_err(
+                "app",
+                format!("expected a string, got {}", type_name(other)),
+            ))
+        }
         None => return Err(IngestError::field_err("app", "required")),
     };
     check_name("app", &app, MAX_NAME_LEN, false)?;
     let instance = match obj.get("instance") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => default_instance.to_string(),
-        Some(other) => return Err(IngestError::field_err("instance", format!("expected a string, got {}", type_name(other)))),
+        Some(other) => {
+            return Err(IngestError::field_err(
+                "instance",
+                format!("expected a string, got {}", type_name(other)),
+            ))
+        }
     };
     check_name("instance", &instance, MAX_INSTANCE_LEN, true)?;
     let pools = match obj.get("pools") {
         Some(Value::Array(a)) if !a.is_empty() => a,
-        Some(Value::Array(_)) => return Err(IngestError::field_err("pools", "expected at least one pool")),
-        Some(other) => return Err(IngestError::field_err("pools", format!("expected an array, got {}", type_name(other)))),
+        Some(Value::Array(_)) => {
+            return Err(IngestError::field_err(
+                "pools",
+                "expected at least one pool",
+            ))
+        }
+        Some(other) => {
+            return Err(IngestError::field_err(
+                "pools",
+                format!("expected an array, got {}", type_name(other)),
+            ))
+        }
         None => return Err(IngestError::field_err("pools", "required")),
     };
     let mut out: Vec<PoolPush> = Vec::with_capacity(pools.len());
     for (i, p) in pools.iter().enumerate() {
         let prefix = format!("pools[{i}].");
         let Value::Object(m) = p else {
-            return Err(IngestError::field_err(format!("pools[{i}]"), format!("expected an object, got {}", type_name(p))));
+            return Err(IngestError::field_err(
+                format!("pools[{i}]"),
+                format!("expected an object, got {}", type_name(p)),
+            ));
         };
         let pool = match m.get("pool") {
             Some(Value::String(s)) => s.clone(),
-            Some(other) => return Err(IngestError::field_err(format!("{prefix}pool"), format!("expected a string, got {}", type_name(other)))),
+            Some(other) => {
+                return Err(IngestError::field_err(
+                    format!("{prefix}pool"),
+                    format!("expected a string, got {}", type_name(other)),
+                ))
+            }
             None => return Err(IngestError::field_err(format!("{prefix}pool"), "required")),
         };
         check_name(&format!("{prefix}pool"), &pool, MAX_NAME_LEN, false)?;
         if out.iter().any(|o| o.key.pool == pool) {
-            return Err(IngestError::field_err(format!("{prefix}pool"), format!("pool {pool:?} appears twice in the batch")));
+            return Err(IngestError::field_err(
+                format!("{prefix}pool"),
+                format!("pool {pool:?} appears twice in the batch"),
+            ));
         }
         let mut fields = m.clone();
         fields.remove("pool");
@@ -138,18 +184,30 @@ pub fn parse_batch(body: &[u8], default_instance: &str) -> Result<Vec<PoolPush>,
         if snapshot.application_name.is_empty() {
             snapshot.application_name = app.clone();
         }
-        out.push(PoolPush { key: PoolKey { app: app.clone(), pool, instance: instance.clone() }, snapshot });
+        out.push(PoolPush {
+            key: PoolKey {
+                app: app.clone(),
+                pool,
+                instance: instance.clone(),
+            },
+            snapshot,
+        });
     }
     Ok(out)
 }
 
 fn object(body: &[u8]) -> Result<Map<String, Value>, IngestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(IngestError::Syntax("the body is empty; expected a JSON object".into()));
+        return Err(IngestError::Syntax(
+            "the body is empty; expected a JSON object".into(),
+        ));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => Err(IngestError::Syntax(format!("expected a JSON object, got {}", type_name(&other)))),
+        Ok(other) => Err(IngestError::Syntax(format!(
+            "expected a JSON object, got {}",
+            type_name(&other)
+        ))),
         Err(e) => Err(IngestError::Syntax(e.to_string())),
     }
 }
@@ -183,19 +241,31 @@ fn canonical(obj: &Map<String, Value>, prefix: &str) -> Result<PoolSnapshot, Ing
         (Some(open), _, _) => open,
         (None, Some(u), Some(i)) => u.saturating_add(i),
         (None, _, _) => {
-            return Err(IngestError::field_err(format!("{prefix}open"), "required unless both in_use and idle are given"));
+            return Err(IngestError::field_err(
+                format!("{prefix}open"),
+                "required unless both in_use and idle are given",
+            ));
         }
     };
     let application_name = match obj.get("application_name") {
         None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) if s.len() <= MAX_APPLICATION_NAME_LEN && !s.chars().any(char::is_control) => s.clone(),
+        Some(Value::String(s))
+            if s.len() <= MAX_APPLICATION_NAME_LEN && !s.chars().any(char::is_control) =>
+        {
+            s.clone()
+        }
         Some(Value::String(_)) => {
             return Err(IngestError::field_err(
                 format!("{prefix}application_name"),
                 format!("at most {MAX_APPLICATION_NAME_LEN} bytes without control characters"),
             ))
         }
-        Some(other) => return Err(IngestError::field_err(format!("{prefix}application_name"), format!("expected a string, got {}", type_name(other)))),
+        Some(other) => {
+            return Err(IngestError::field_err(
+                format!("{prefix}application_name"),
+                format!("expected a string, got {}", type_name(other)),
+            ))
+        }
     };
     Ok(PoolSnapshot {
         max_open: f.count("max_open")?.filter(|&m| m > 0),
@@ -220,14 +290,18 @@ fn dbstats(obj: &Map<String, Value>) -> Result<PoolSnapshot, IngestError> {
             let hint = if CANONICAL_FIELDS.contains(&k.as_str()) {
                 "canonical fields cannot be mixed with sql.DBStats ones".to_string()
             } else {
-                format!("unknown field for sql.DBStats (expected {})", DBSTATS_FIELDS.join(", "))
+                format!(
+                    "unknown field for sql.DBStats (expected {})",
+                    DBSTATS_FIELDS.join(", ")
+                )
             };
             return Err(IngestError::field_err(k.as_str(), hint));
         }
     }
     let f = Fields { obj, prefix: "" };
     let required = |name: &str| -> Result<u64, IngestError> {
-        f.count(name)?.ok_or_else(|| IngestError::field_err(name, "required in sql.DBStats JSON"))
+        f.count(name)?
+            .ok_or_else(|| IngestError::field_err(name, "required in sql.DBStats JSON"))
     };
     Ok(PoolSnapshot {
         max_open: f.count("MaxOpenConnections")?.filter(|&m| m > 0),
@@ -268,12 +342,17 @@ impl Fields<'_> {
                     Err(self.err(name, format!("must not be negative, got {n}")))
                 } else {
                     match n.as_f64() {
-                        Some(f) if f.fract() == 0.0 && f <= 9.007_199_254_740_992e15 => Ok(Some(f as u64)),
+                        Some(f) if f.fract() == 0.0 && f <= 9.007_199_254_740_992e15 => {
+                            Ok(Some(f as u64))
+                        }
                         _ => Err(self.err(name, format!("expected a whole number, got {n}"))),
                     }
                 }
             }
-            Some(other) => Err(self.err(name, format!("expected a whole number, got {}", type_name(other)))),
+            Some(other) => Err(self.err(
+                name,
+                format!("expected a whole number, got {}", type_name(other)),
+            )),
         }
     }
 
@@ -282,9 +361,15 @@ impl Fields<'_> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) => match n.as_f64() {
                 Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f)),
-                _ => Err(self.err(name, format!("expected a non-negative number of seconds, got {n}"))),
+                _ => Err(self.err(
+                    name,
+                    format!("expected a non-negative number of seconds, got {n}"),
+                )),
             },
-            Some(other) => Err(self.err(name, format!("expected a number of seconds, got {}", type_name(other)))),
+            Some(other) => Err(self.err(
+                name,
+                format!("expected a number of seconds, got {}", type_name(other)),
+            )),
         }
     }
 }
@@ -308,7 +393,10 @@ impl Query {
             let seconds = |v: &str| -> Result<f64, IngestError> {
                 match v.parse::<f64>() {
                     Ok(f) if f.is_finite() && f >= 0.0 => Ok(f),
-                    _ => Err(IngestError::field_err(k.as_str(), format!("expected a non-negative number of seconds, got {v:?}"))),
+                    _ => Err(IngestError::field_err(
+                        k.as_str(),
+                        format!("expected a non-negative number of seconds, got {v:?}"),
+                    )),
                 }
             };
             match k.as_str() {
@@ -317,20 +405,32 @@ impl Query {
                     q.instance = Some(v);
                 }
                 "application_name" => {
-                    if v.is_empty() || v.len() > MAX_APPLICATION_NAME_LEN || v.chars().any(char::is_control) {
+                    if v.is_empty()
+                        || v.len() > MAX_APPLICATION_NAME_LEN
+                        || v.chars().any(char::is_control)
+                    {
                         return Err(IngestError::field_err(
                             "application_name",
-                            format!("1 to {MAX_APPLICATION_NAME_LEN} bytes without control characters"),
+                            format!(
+                                "1 to {MAX_APPLICATION_NAME_LEN} bytes without control characters"
+                            ),
                         ));
                     }
                     q.application_name = Some(v);
                 }
-                "max_lifetime_seconds" => q.max_lifetime_seconds = Some(seconds(&v)?).filter(|&s| s > 0.0),
-                "max_idle_time_seconds" => q.max_idle_time_seconds = Some(seconds(&v)?).filter(|&s| s > 0.0),
+                "max_lifetime_seconds" => {
+                    q.max_lifetime_seconds = Some(seconds(&v)?).filter(|&s| s > 0.0)
+                }
+                "max_idle_time_seconds" => {
+                    q.max_idle_time_seconds = Some(seconds(&v)?).filter(|&s| s > 0.0)
+                }
                 _ => {
                     return Err(IngestError::field_err(
                         k.as_str(),
-                        format!("unknown query parameter (expected {})", QUERY_PARAMS.join(", ")),
+                        format!(
+                            "unknown query parameter (expected {})",
+                            QUERY_PARAMS.join(", ")
+                        ),
                     ))
                 }
             }
@@ -351,10 +451,23 @@ mod tests {
     fn canonical_snapshot() {
         let (f, p) = pool(r#"{"max_open":25,"open":10,"in_use":7,"idle":3,"waiting":2,"wait_count":40,"wait_duration_seconds":1.5,"max_lifetime_closed":4,"max_lifetime_seconds":300}"#, None).unwrap();
         assert_eq!(f, Format::Canonical);
-        assert_eq!(p.key, PoolKey { app: "billing".into(), pool: "primary".into(), instance: "pod-a".into() });
+        assert_eq!(
+            p.key,
+            PoolKey {
+                app: "billing".into(),
+                pool: "primary".into(),
+                instance: "pod-a".into()
+            }
+        );
         let s = p.snapshot;
-        assert_eq!((s.max_open, s.open, s.in_use, s.idle, s.waiting), (Some(25), 10, Some(7), Some(3), Some(2)));
-        assert_eq!((s.wait_count, s.wait_duration_seconds, s.max_lifetime_closed), (Some(40), Some(1.5), Some(4)));
+        assert_eq!(
+            (s.max_open, s.open, s.in_use, s.idle, s.waiting),
+            (Some(25), 10, Some(7), Some(3), Some(2))
+        );
+        assert_eq!(
+            (s.wait_count, s.wait_duration_seconds, s.max_lifetime_closed),
+            (Some(40), Some(1.5), Some(4))
+        );
         assert_eq!(s.max_lifetime_seconds, Some(300.0));
         assert_eq!(s.application_name, "billing", "defaults to the app's name");
     }
@@ -371,12 +484,29 @@ mod tests {
     fn go_dbstats_as_encoding_json_writes_it() {
         // json.Marshal(db.Stats()) from Go 1.19, byte for byte.
         let body = r#"{"MaxOpenConnections":25,"OpenConnections":12,"InUse":9,"Idle":3,"WaitCount":17,"WaitDuration":2500000000,"MaxIdleClosed":1,"MaxIdleTimeClosed":2,"MaxLifetimeClosed":5}"#;
-        let (f, p) = pool(body, Some("instance=pod-b&application_name=billing-worker&max_lifetime_seconds=1800")).unwrap();
+        let (f, p) = pool(
+            body,
+            Some("instance=pod-b&application_name=billing-worker&max_lifetime_seconds=1800"),
+        )
+        .unwrap();
         assert_eq!(f, Format::DbStats);
         let s = &p.snapshot;
-        assert_eq!((s.max_open, s.open, s.in_use, s.idle), (Some(25), 12, Some(9), Some(3)));
-        assert_eq!((s.wait_count, s.wait_duration_seconds), (Some(17), Some(2.5)));
-        assert_eq!((s.max_idle_closed, s.max_idle_time_closed, s.max_lifetime_closed), (Some(1), Some(2), Some(5)));
+        assert_eq!(
+            (s.max_open, s.open, s.in_use, s.idle),
+            (Some(25), 12, Some(9), Some(3))
+        );
+        assert_eq!(
+            (s.wait_count, s.wait_duration_seconds),
+            (Some(17), Some(2.5))
+        );
+        assert_eq!(
+            (
+                s.max_idle_closed,
+                s.max_idle_time_closed,
+                s.max_lifetime_closed
+            ),
+            (Some(1), Some(2), Some(5))
+        );
         assert_eq!(s.application_name, "billing-worker");
         assert_eq!(s.max_lifetime_seconds, Some(1800.0));
         assert_eq!(p.key.instance, "pod-b");
@@ -397,19 +527,52 @@ mod tests {
             (r#"{"in_use":3}"#, None, "open", "required"),
             (r#"{"open":3,"inuse":2}"#, None, "inuse", "unknown field"),
             (r#"{"open":3,"InUse":2}"#, None, "open", "cannot be mixed"),
-            (r#"{"OpenConnections":3,"InUse":2}"#, None, "Idle", "required"),
-            (r#"{"open":3,"wait_duration_seconds":"1s"}"#, None, "wait_duration_seconds", "seconds"),
-            (r#"{"open":3,"application_name":7}"#, None, "application_name", "a string"),
-            (r#"{"open":3}"#, Some("max_lifetime=30m"), "max_lifetime", "unknown query parameter"),
-            (r#"{"open":3}"#, Some("max_lifetime_seconds=30m"), "max_lifetime_seconds", "seconds"),
-            (r#"{"open":3}"#, Some("instance=a%20b"), "instance", "not allowed"),
+            (
+                r#"{"OpenConnections":3,"InUse":2}"#,
+                None,
+                "Idle",
+                "required",
+            ),
+            (
+                r#"{"open":3,"wait_duration_seconds":"1s"}"#,
+                None,
+                "wait_duration_seconds",
+                "seconds",
+            ),
+            (
+                r#"{"open":3,"application_name":7}"#,
+                None,
+                "application_name",
+                "a string",
+            ),
+            (
+                r#"{"open":3}"#,
+                Some("max_lifetime=30m"),
+                "max_lifetime",
+                "unknown query parameter",
+            ),
+            (
+                r#"{"open":3}"#,
+                Some("max_lifetime_seconds=30m"),
+                "max_lifetime_seconds",
+                "seconds",
+            ),
+            (
+                r#"{"open":3}"#,
+                Some("instance=a%20b"),
+                "instance",
+                "not allowed",
+            ),
         ];
         for (body, query, field, needle) in cases {
             let err = pool(body, *query).expect_err(body);
             assert_eq!(err.status(), 400, "{body}");
             let named = err.field().unwrap_or(err.kind());
             assert_eq!(named, *field, "{body}: {err}");
-            assert!(err.to_string().contains(needle), "{body}: {needle:?} not in {err}");
+            assert!(
+                err.to_string().contains(needle),
+                "{body}: {needle:?} not in {err}"
+            );
         }
         let err = parse_pool(b"{\"open\":1}", "bad app", "p", None, "").unwrap_err();
         assert_eq!(err.field(), Some("app"));
@@ -420,10 +583,21 @@ mod tests {
         let body = r#"{"app":"api","instance":"pod-c","pools":[{"pool":"primary","open":5,"in_use":1,"idle":4},{"pool":"replica","in_use":0,"idle":2,"max_open":10,"application_name":"api-ro"}]}"#;
         let pushes = parse_batch(body.as_bytes(), "default").unwrap();
         assert_eq!(pushes.len(), 2);
-        assert_eq!(pushes[1].key, PoolKey { app: "api".into(), pool: "replica".into(), instance: "pod-c".into() });
+        assert_eq!(
+            pushes[1].key,
+            PoolKey {
+                app: "api".into(),
+                pool: "replica".into(),
+                instance: "pod-c".into()
+            }
+        );
         assert_eq!(pushes[1].snapshot.application_name, "api-ro");
         assert_eq!(pushes[0].snapshot.application_name, "api");
-        let pushes = parse_batch(br#"{"app":"api","pools":[{"pool":"p","open":1}]}"#, "default").unwrap();
+        let pushes = parse_batch(
+            br#"{"app":"api","pools":[{"pool":"p","open":1}]}"#,
+            "default",
+        )
+        .unwrap();
         assert_eq!(pushes[0].key.instance, "default");
 
         let bad: &[(&str, &str)] = &[
@@ -431,10 +605,19 @@ mod tests {
             (r#"{"app":"api","pools":[]}"#, "pools"),
             (r#"{"app":"api","pools":{}}"#, "pools"),
             (r#"{"app":"api","pools":[{"open":1}]}"#, "pools[0].pool"),
-            (r#"{"app":"api","pools":[{"pool":"a","open":1},{"pool":"b","open":-2}]}"#, "pools[1].open"),
-            (r#"{"app":"api","pools":[{"pool":"a","open":1},{"pool":"a","open":2}]}"#, "pools[1].pool"),
+            (
+                r#"{"app":"api","pools":[{"pool":"a","open":1},{"pool":"b","open":-2}]}"#,
+                "pools[1].open",
+            ),
+            (
+                r#"{"app":"api","pools":[{"pool":"a","open":1},{"pool":"a","open":2}]}"#,
+                "pools[1].pool",
+            ),
             (r#"{"app":"api","pools":[3]}"#, "pools[0]"),
-            (r#"{"app":"api","extra":1,"pools":[{"pool":"a","open":1}]}"#, "extra"),
+            (
+                r#"{"app":"api","extra":1,"pools":[{"pool":"a","open":1}]}"#,
+                "extra",
+            ),
         ];
         for (body, field) in bad {
             let err = parse_batch(body.as_bytes(), "d").expect_err(body);

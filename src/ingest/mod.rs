@@ -130,7 +130,10 @@ impl IngestError {
     }
 
     pub(crate) fn field_err(field: impl Into<String>, problem: impl Into<String>) -> IngestError {
-        IngestError::Field { field: field.into(), problem: problem.into() }
+        IngestError::Field {
+            field: field.into(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -142,14 +145,29 @@ pub const MAX_INSTANCE_LEN: usize = 253;
 pub const MAX_APPLICATION_NAME_LEN: usize = 63;
 
 /// Checks an `app`, `pool` or `instance` value: ASCII letters, digits and `_.:-`.
-pub fn check_name(field: &str, value: &str, max: usize, allow_empty: bool) -> Result<(), IngestError> {
+pub fn check_name(
+    field: &str,
+    value: &str,
+    max: usize,
+    allow_empty: bool,
+) -> Result<(), IngestError> {
     if value.is_empty() {
-        return if allow_empty { Ok(()) } else { Err(IngestError::field_err(field, "must not be empty")) };
+        return if allow_empty {
+            Ok(())
+        } else {
+            Err(IngestError::field_err(field, "must not be empty"))
+        };
     }
     if value.len() > max {
-        return Err(IngestError::field_err(field, format!("longer than {max} characters")));
+        return Err(IngestError::field_err(
+            field,
+            format!("longer than {max} characters"),
+        ));
     }
-    if let Some(c) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))) {
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')))
+    {
         return Err(IngestError::field_err(
             field,
             format!("character {c:?} not allowed (use letters, digits and _ . : -)"),

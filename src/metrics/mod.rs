@@ -16,13 +16,18 @@ use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 pub fn new_registry() -> prometheus::Result<Registry> {
     let registry = Registry::new();
     let build = IntGaugeVec::new(
-        Opts::new("poolwatch_build_info", "Always 1; the version of poolwatch in a label."),
+        Opts::new(
+            "poolwatch_build_info",
+            "Always 1; the version of poolwatch in a label.",
+        ),
         &["version"],
     )?;
     build.with_label_values(&[crate::VERSION]).set(1);
     registry.register(Box::new(build))?;
     #[cfg(target_os = "linux")]
-    registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
     Ok(registry)
 }
 
@@ -82,7 +87,11 @@ impl<'s> Family<'s> {
         let mut mf = MetricFamily::default();
         mf.set_name(spec.name.to_string());
         mf.set_help(spec.help.to_string());
-        mf.set_field_type(if spec.counter { MetricType::COUNTER } else { MetricType::GAUGE });
+        mf.set_field_type(if spec.counter {
+            MetricType::COUNTER
+        } else {
+            MetricType::GAUGE
+        });
         Family { spec, mf }
     }
 

@@ -22,18 +22,78 @@ const L: &[&str] = &["app", "pool", "instance"];
 
 /// The families, in the order [`PoolCollector::collect`] fills them.
 pub const SPECS: &[Spec] = &[
-    Spec { name: "poolwatch_pool_max_open_connections", help: "Most connections the pool may open, as pushed (absent when unlimited).", counter: false, labels: L },
-    Spec { name: "poolwatch_pool_open_connections", help: "Connections the pool has open, in use or idle, as pushed.", counter: false, labels: L },
-    Spec { name: "poolwatch_pool_in_use_connections", help: "Connections checked out of the pool, as pushed.", counter: false, labels: L },
-    Spec { name: "poolwatch_pool_idle_connections", help: "Connections idle in the pool, as pushed.", counter: false, labels: L },
-    Spec { name: "poolwatch_pool_waiting", help: "Callers blocked waiting for a connection now, where the client reports it.", counter: false, labels: L },
-    Spec { name: "poolwatch_pool_wait_count_total", help: "Callers that had to wait for a connection, as pushed.", counter: true, labels: L },
-    Spec { name: "poolwatch_pool_wait_duration_seconds_total", help: "Total time callers waited for a connection, as pushed.", counter: true, labels: L },
-    Spec { name: "poolwatch_pool_closed_total", help: "Connections the pool closed, by reason, as pushed.", counter: true, labels: &["app", "pool", "instance", "reason"] },
-    Spec { name: "poolwatch_pool_max_lifetime_seconds", help: "The pool's maximum connection lifetime setting.", counter: false, labels: L },
-    Spec { name: "poolwatch_pool_max_idle_time_seconds", help: "The pool's maximum idle time setting.", counter: false, labels: L },
-    Spec { name: "poolwatch_pool_last_push_timestamp_seconds", help: "Unix time of the pool's last accepted push.", counter: false, labels: L },
-    Spec { name: "poolwatch_pools_tracked", help: "Pools currently tracked (pushed within pools.expiry_seconds).", counter: false, labels: &[] },
+    Spec {
+        name: "poolwatch_pool_max_open_connections",
+        help: "Most connections the pool may open, as pushed (absent when unlimited).",
+        counter: false,
+        labels: L,
+    },
+    Spec {
+        name: "poolwatch_pool_open_connections",
+        help: "Connections the pool has open, in use or idle, as pushed.",
+        counter: false,
+        labels: L,
+    },
+    Spec {
+        name: "poolwatch_pool_in_use_connections",
+        help: "Connections checked out of the pool, as pushed.",
+        counter: false,
+        labels: L,
+    },
+    Spec {
+        name: "poolwatch_pool_idle_connections",
+        help: "Connections idle in the pool, as pushed.",
+        counter: false,
+        labels: L,
+    },
+    Spec {
+        name: "poolwatch_pool_waiting",
+        help: "Callers blocked waiting for a connection now, where the client reports it.",
+        counter: false,
+        labels: L,
+    },
+    Spec {
+        name: "poolwatch_pool_wait_count_total",
+        help: "Callers that had to wait for a connection, as pushed.",
+        counter: true,
+        labels: L,
+    },
+    Spec {
+        name: "poolwatch_pool_wait_duration_seconds_total",
+        help: "Total time callers waited for a connection, as pushed.",
+        counter: true,
+        labels: L,
+    },
+    Spec {
+        name: "poolwatch_pool_closed_total",
+        help: "Connections the pool closed, by reason, as pushed.",
+        counter: true,
+        labels: &["app", "pool", "instance", "reason"],
+    },
+    Spec {
+        name: "poolwatch_pool_max_lifetime_seconds",
+        help: "The pool's maximum connection lifetime setting.",
+        counter: false,
+        labels: L,
+    },
+    Spec {
+        name: "poolwatch_pool_max_idle_time_seconds",
+        help: "The pool's maximum idle time setting.",
+        counter: false,
+        labels: L,
+    },
+    Spec {
+        name: "poolwatch_pool_last_push_timestamp_seconds",
+        help: "Unix time of the pool's last accepted push.",
+        counter: false,
+        labels: L,
+    },
+    Spec {
+        name: "poolwatch_pools_tracked",
+        help: "Pools currently tracked (pushed within pools.expiry_seconds).",
+        counter: false,
+        labels: &[],
+    },
 ];
 
 /// Renders the store.
@@ -47,7 +107,10 @@ pub struct PoolCollector {
 impl PoolCollector {
     /// A collector over `store`.
     pub fn new(store: Arc<Store>) -> PoolCollector {
-        PoolCollector { store, descs: descs(SPECS) }
+        PoolCollector {
+            store,
+            descs: descs(SPECS),
+        }
     }
 }
 
@@ -70,7 +133,11 @@ impl Collector for PoolCollector {
             f[4].add_opt(&l, n(s.waiting));
             f[5].add_opt(&l, n(s.wait_count));
             f[6].add_opt(&l, s.wait_duration_seconds);
-            for (reason, v) in [("max_idle", s.max_idle_closed), ("max_idle_time", s.max_idle_time_closed), ("max_lifetime", s.max_lifetime_closed)] {
+            for (reason, v) in [
+                ("max_idle", s.max_idle_closed),
+                ("max_idle_time", s.max_idle_time_closed),
+                ("max_lifetime", s.max_lifetime_closed),
+            ] {
                 f[7].add_opt(&[l[0], l[1], l[2], reason], n(v));
             }
             f[8].add_opt(&l, s.max_lifetime_seconds);

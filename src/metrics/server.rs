@@ -19,7 +19,14 @@ use tokio::sync::watch;
 use super::{descs, Family, Spec};
 use crate::sampler::ServerState;
 
-const CONN: &[&str] = &["datname", "usename", "application_name", "state", "wait_event_type", "wait_event"];
+const CONN: &[&str] = &[
+    "datname",
+    "usename",
+    "application_name",
+    "state",
+    "wait_event_type",
+    "wait_event",
+];
 const AGE: &[&str] = &["datname", "usename", "application_name", "state"];
 
 /// The families, in the order [`ServerCollector::collect`] fills them.
@@ -46,7 +53,10 @@ pub struct ServerCollector {
 impl ServerCollector {
     /// A collector over the sampler's channel.
     pub fn new(rx: watch::Receiver<Arc<ServerState>>) -> ServerCollector {
-        ServerCollector { rx, descs: descs(SPECS) }
+        ServerCollector {
+            rx,
+            descs: descs(SPECS),
+        }
     }
 }
 
@@ -61,11 +71,23 @@ impl Collector for ServerCollector {
         f[0].add(&[], if state.up { 1.0 } else { 0.0 });
         if let (true, Some(s)) = (state.up, &state.sample) {
             for (k, n) in &s.aggregates.connections {
-                let l = [k.datname.as_str(), k.usename.as_str(), k.application_name.as_str(), k.state.as_str(), k.wait_event_type.as_str(), k.wait_event.as_str()];
+                let l = [
+                    k.datname.as_str(),
+                    k.usename.as_str(),
+                    k.application_name.as_str(),
+                    k.state.as_str(),
+                    k.wait_event_type.as_str(),
+                    k.wait_event.as_str(),
+                ];
                 f[1].add(&l, *n as f64);
             }
             for (k, a) in &s.aggregates.ages {
-                let l = [k.datname.as_str(), k.usename.as_str(), k.application_name.as_str(), k.state.as_str()];
+                let l = [
+                    k.datname.as_str(),
+                    k.usename.as_str(),
+                    k.application_name.as_str(),
+                    k.state.as_str(),
+                ];
                 f[2].add_opt(&l, a.backend);
                 f[3].add_opt(&l, a.state);
                 f[4].add_opt(&l, a.transaction);

@@ -147,13 +147,21 @@ pub fn aggregate(backends: &[Backend], max_application_names: usize) -> Aggregat
     let keep: HashMap<&str, ()> = if per_app.len() > max_application_names {
         let mut ranked: Vec<(&str, u64)> = per_app.into_iter().collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        ranked.into_iter().take(max_application_names).map(|(n, _)| (n, ())).collect()
+        ranked
+            .into_iter()
+            .take(max_application_names)
+            .map(|(n, _)| (n, ()))
+            .collect()
     } else {
         per_app.into_keys().map(|n| (n, ())).collect()
     };
     let mut out = Aggregates::default();
     for b in backends {
-        let app = if keep.contains_key(b.application_name.as_str()) { b.application_name.clone() } else { OTHER_APPLICATIONS.to_string() };
+        let app = if keep.contains_key(b.application_name.as_str()) {
+            b.application_name.clone()
+        } else {
+            OTHER_APPLICATIONS.to_string()
+        };
         let conn = ConnLabels {
             datname: b.datname.clone(),
             usename: b.usename.clone(),
@@ -163,7 +171,12 @@ pub fn aggregate(backends: &[Backend], max_application_names: usize) -> Aggregat
             wait_event: b.wait_event.clone(),
         };
         *out.connections.entry(conn).or_default() += 1;
-        let age = AgeLabels { datname: b.datname.clone(), usename: b.usename.clone(), application_name: app, state: b.state.clone() };
+        let age = AgeLabels {
+            datname: b.datname.clone(),
+            usename: b.usename.clone(),
+            application_name: app,
+            state: b.state.clone(),
+        };
         let a = out.ages.entry(age).or_default();
         a.backend = max_opt(a.backend, b.backend_age);
         a.state = max_opt(a.state, b.state_age);
@@ -183,8 +196,16 @@ mod tests {
             usename: "u".into(),
             application_name: app.into(),
             state: state.into(),
-            wait_event_type: if state == "idle" { "Client".into() } else { String::new() },
-            wait_event: if state == "idle" { "ClientRead".into() } else { String::new() },
+            wait_event_type: if state == "idle" {
+                "Client".into()
+            } else {
+                String::new()
+            },
+            wait_event: if state == "idle" {
+                "ClientRead".into()
+            } else {
+                String::new()
+            },
             backend_age: Some(backend),
             xact_age: xact,
             state_age: Some(st),
@@ -211,15 +232,33 @@ mod tests {
         };
         assert_eq!(a.connections[&idle], 2);
         assert_eq!(a.connections.values().sum::<u64>(), 4);
-        let key = AgeLabels { datname: "app".into(), usename: "u".into(), application_name: "billing".into(), state: "idle".into() };
-        assert_eq!(a.ages[&key], Ages { backend: Some(300.0), state: Some(90.0), transaction: None });
-        let key = AgeLabels { state: "idle in transaction".into(), ..key };
+        let key = AgeLabels {
+            datname: "app".into(),
+            usename: "u".into(),
+            application_name: "billing".into(),
+            state: "idle".into(),
+        };
+        assert_eq!(
+            a.ages[&key],
+            Ages {
+                backend: Some(300.0),
+                state: Some(90.0),
+                transaction: None
+            }
+        );
+        let key = AgeLabels {
+            state: "idle in transaction".into(),
+            ..key
+        };
         assert_eq!(a.ages[&key].transaction, Some(40.0));
     }
 
     #[test]
     fn hidden_columns_give_no_age() {
-        let row = Backend { application_name: "x".into(), ..Default::default() };
+        let row = Backend {
+            application_name: "x".into(),
+            ..Default::default()
+        };
         let a = aggregate(&[row], 10);
         let ages = a.ages.values().next().unwrap();
         assert_eq!(ages, &Ages::default());
@@ -227,12 +266,26 @@ mod tests {
 
     #[test]
     fn application_names_beyond_the_cap_are_summed() {
-        let mut rows: Vec<Backend> = (0..50).map(|i| b(&format!("req-{i:02}"), "idle", 1.0, None, 1.0)).collect();
+        let mut rows: Vec<Backend> = (0..50)
+            .map(|i| b(&format!("req-{i:02}"), "idle", 1.0, None, 1.0))
+            .collect();
         rows.extend((0..5).map(|_| b("leaky", "idle", 1.0, None, 1.0)));
         let a = aggregate(&rows, 3);
-        let apps: std::collections::BTreeSet<&str> = a.connections.keys().map(|k| k.application_name.as_str()).collect();
-        assert_eq!(apps.into_iter().collect::<Vec<_>>(), vec!["__other__", "leaky", "req-00", "req-01"]);
-        let other: u64 = a.connections.iter().filter(|(k, _)| k.application_name == OTHER_APPLICATIONS).map(|(_, v)| v).sum();
+        let apps: std::collections::BTreeSet<&str> = a
+            .connections
+            .keys()
+            .map(|k| k.application_name.as_str())
+            .collect();
+        assert_eq!(
+            apps.into_iter().collect::<Vec<_>>(),
+            vec!["__other__", "leaky", "req-00", "req-01"]
+        );
+        let other: u64 = a
+            .connections
+            .iter()
+            .filter(|(k, _)| k.application_name == OTHER_APPLICATIONS)
+            .map(|(_, v)| v)
+            .sum();
         assert_eq!(other, 48);
         assert_eq!(a.connections.values().sum::<u64>(), 55, "nothing lost");
     }

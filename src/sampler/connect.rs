@@ -30,7 +30,10 @@ impl Session {
     pub async fn close(self) {
         let Session { client, mut task } = self;
         drop(client);
-        if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(2), &mut task)
+            .await
+            .is_err()
+        {
             task.abort();
             let _ = task.await;
         }
@@ -48,11 +51,17 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<Session, SampleError> {
     let attempt = async {
         if cfg.sslmode == SslMode::Disable {
             let (client, conn) = pg.connect(NoTls).await.map_err(SampleError::Connect)?;
-            Ok(Session { client, task: tokio::spawn(drive(conn)) })
+            Ok(Session {
+                client,
+                task: tokio::spawn(drive(conn)),
+            })
         } else {
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(client_config(cfg)?);
             let (client, conn) = pg.connect(tls).await.map_err(SampleError::Connect)?;
-            Ok(Session { client, task: tokio::spawn(drive(conn)) })
+            Ok(Session {
+                client,
+                task: tokio::spawn(drive(conn)),
+            })
         }
     };
     tokio::time::timeout(cfg.connect_timeout, attempt)
@@ -80,14 +89,21 @@ fn client_config(cfg: &DatabaseConfig) -> Result<rustls::ClientConfig, SampleErr
     Ok(match cfg.sslmode {
         SslMode::VerifyFull => {
             let mut roots = rustls::RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(&cfg.ca_file)
-                .map_err(|e| SampleError::Tls(format!("cannot read {}: {e}", cfg.ca_file.display())))?;
+            let certs = CertificateDer::pem_file_iter(&cfg.ca_file).map_err(|e| {
+                SampleError::Tls(format!("cannot read {}: {e}", cfg.ca_file.display()))
+            })?;
             for cert in certs {
-                let cert = cert.map_err(|e| SampleError::Tls(format!("{}: {e}", cfg.ca_file.display())))?;
-                roots.add(cert).map_err(|e| SampleError::Tls(format!("{}: {e}", cfg.ca_file.display())))?;
+                let cert =
+                    cert.map_err(|e| SampleError::Tls(format!("{}: {e}", cfg.ca_file.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| SampleError::Tls(format!("{}: {e}", cfg.ca_file.display())))?;
             }
             if roots.is_empty() {
-                return Err(SampleError::Tls(format!("{} holds no certificate", cfg.ca_file.display())));
+                return Err(SampleError::Tls(format!(
+                    "{} holds no certificate",
+                    cfg.ca_file.display()
+                )));
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
@@ -121,7 +137,12 @@ impl ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -130,7 +151,12 @@ impl ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

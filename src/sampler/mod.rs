@@ -104,7 +104,12 @@ impl SampleError {
         };
         match e.code() {
             Some(c) if *c == SqlState::TOO_MANY_CONNECTIONS => "too_many_connections",
-            Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => "auth",
+            Some(c)
+                if *c == SqlState::INVALID_PASSWORD
+                    || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+            {
+                "auth"
+            }
             Some(c) if *c == SqlState::QUERY_CANCELED => "statement_timeout",
             Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => "lock_timeout",
             Some(_) if connecting => "connect",
@@ -125,7 +130,10 @@ impl SampleError {
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Doubles from `min` to `max`; reset after a success.
@@ -138,7 +146,11 @@ struct Backoff {
 impl Backoff {
     fn new(min: Duration, max: Duration) -> Backoff {
         let min = min.min(max);
-        Backoff { min, max, next: min }
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
     }
 
     fn next(&mut self) -> Duration {
@@ -165,9 +177,15 @@ pub struct Sampler {
 impl Sampler {
     /// Creates the sampler, registers its error counter, and returns the channel on
     /// which it publishes (starting with `up = false`).
-    pub fn register(registry: &Registry, cfg: DatabaseConfig) -> prometheus::Result<(Sampler, watch::Receiver<Arc<ServerState>>)> {
+    pub fn register(
+        registry: &Registry,
+        cfg: DatabaseConfig,
+    ) -> prometheus::Result<(Sampler, watch::Receiver<Arc<ServerState>>)> {
         let errors = IntCounterVec::new(
-            Opts::new("poolwatch_pg_sample_errors_total", "Failed connection or sample attempts, by kind."),
+            Opts::new(
+                "poolwatch_pg_sample_errors_total",
+                "Failed connection or sample attempts, by kind.",
+            ),
             &["kind"],
         )?;
         for k in ERROR_KINDS {
@@ -178,6 +196,11 @@ impl Sampler {
         Ok((Sampler { cfg, tx, errors }, rx))
     }
 
+    /// Publishes `state` as if a sample had produced it (for rendering fixed inputs).
+    pub fn publish(&self, state: ServerState) {
+        self.tx.send_replace(Arc::new(state));
+    }
+
     /// Samples until `cancel` fires, then closes the session.
     pub async fn run(self, cancel: CancellationToken) {
         let target = self.cfg.target();
@@ -186,6 +209,7 @@ impl Sampler {
         let mut backoff = Backoff::new(Duration::from_secs(1), self.cfg.reconnect_max_backoff);
         let mut next = Instant::now();
         let mut last_kind: Option<&'static str> = Some("starting");
+        let mut checked_privileges = false;
         loop {
             tokio::select! {
                 biased;
@@ -200,7 +224,13 @@ impl Sampler {
                     r = connect::connect(&self.cfg) => r,
                 };
                 match attempt {
-                    Ok(s) => session = Some(s),
+                    Ok(s) => {
+                        if !checked_privileges {
+                            checked_privileges = true;
+                            warn_without_pg_monitor(&s, &target).await;
+                        }
+                        session = Some(s);
+                    }
                     Err(e) => {
                         self.failed(&e, None, &target, &mut last_kind);
                         next = Instant::now() + backoff.next();
@@ -257,7 +287,13 @@ impl Sampler {
 
     /// Counts and publishes a failure; logs it when its kind changes, so a database
     /// that stays down logs once, not every interval.
-    fn failed(&self, e: &SampleError, took: Option<f64>, target: &str, last_kind: &mut Option<&'static str>) {
+    fn failed(
+        &self,
+        e: &SampleError,
+        took: Option<f64>,
+        target: &str,
+        last_kind: &mut Option<&'static str>,
+    ) {
         let kind = e.kind();
         self.errors.with_label_values(&[kind]).inc();
         if *last_kind != Some(kind) {
@@ -277,13 +313,42 @@ impl Sampler {
     }
 }
 
+/// Without `pg_read_all_stats` (part of `pg_monitor`) the server hides other roles'
+/// backends from `pg_stat_activity`: say so once, since the counts would be partial.
+async fn warn_without_pg_monitor(s: &Session, target: &str) {
+    let q = "SELECT current_user::text, pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')";
+    if let Ok(row) = s.client.query_one(q, &[]).await {
+        let (role, ok): (String, bool) = (row.get(0), row.get(1));
+        if !ok {
+            tracing::warn!(%target, role, "role lacks pg_monitor: pg_stat_activity shows only its own backends; run GRANT pg_monitor TO {role}");
+        }
+    }
+}
+
 async fn sample(s: &mut Session, max_application_names: usize) -> Result<Sample, SampleError> {
-    let row = s.client.query_one(settings::QUERY, &[]).await.map_err(SampleError::Query)?;
+    let row = s
+        .client
+        .query_one(settings::QUERY, &[])
+        .await
+        .map_err(SampleError::Query)?;
     let limits = Limits::from_row(&row).map_err(SampleError::Query)?;
-    let rows = s.client.query(activity::QUERY, &[]).await.map_err(SampleError::Query)?;
-    let backends = rows.iter().map(Backend::from_row).collect::<Result<Vec<_>, _>>().map_err(SampleError::Query)?;
+    let rows = s
+        .client
+        .query(activity::QUERY, &[])
+        .await
+        .map_err(SampleError::Query)?;
+    let backends = rows
+        .iter()
+        .map(Backend::from_row)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(SampleError::Query)?;
     let aggregates = activity::aggregate(&backends, max_application_names);
-    Ok(Sample { at_unix: unix_now(), limits, backends, aggregates })
+    Ok(Sample {
+        at_unix: unix_now(),
+        limits,
+        backends,
+        aggregates,
+    })
 }
 
 #[cfg(test)]
@@ -298,6 +363,10 @@ mod tests {
         b.reset();
         assert_eq!(b.next().as_secs(), 1);
         let mut b = Backoff::new(Duration::from_secs(1), Duration::from_millis(200));
-        assert_eq!(b.next(), Duration::from_millis(200), "cap below the minimum wins");
+        assert_eq!(
+            b.next(),
+            Duration::from_millis(200),
+            "cap below the minimum wins"
+        );
     }
 }

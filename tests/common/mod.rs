@@ -1,0 +1,515 @@
+//! Test harness: real servers, no mocks.
+//!
+//! - [`Pg`]: a throwaway PostgreSQL cluster (`initdb` into a temp dir, a free port on
+//!   127.0.0.1, stopped and removed on drop) that tests can stop, restart and fill.
+//! - [`Daemon`]: poolwatch itself, in-process on `127.0.0.1:0`, stopped on drop.
+//! - [`http`]: a minimal HTTP/1.1 client.
+//! - [`require_tool`]: a tool missing locally skips a test; under CI it fails it.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique path under the temp dir.
+pub fn temp_path(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "poolwatch-{what}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    ))
+}
+
+/// True when running under CI, where every tool must be present.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Finds `tool` on PATH. Missing: under CI the test fails; locally it is skipped
+/// (returns `None`) with a note on stderr.
+pub fn require_tool(tool: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(tool))
+                .find(|c| c.is_file())
+        })
+        .unwrap_or(None);
+    match found {
+        Some(p) => Some(p),
+        None if in_ci() => {
+            panic!("{tool} is required under CI but is not on PATH (.ci/run installs it)")
+        }
+        None => {
+            eprintln!("SKIPPED: {tool} not found on PATH; run .ci/run to install it");
+            None
+        }
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn pg_bindir() -> PathBuf {
+    if let Some(d) = std::env::var_os("POOLWATCH_PG_BINDIR") {
+        return PathBuf::from(d);
+    }
+    if let Ok(o) = Command::new("pg_config").arg("--bindir").output() {
+        let d = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+        if d.join("initdb").is_file() && d.join("postgres").is_file() {
+            return d;
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().expect("PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql or set POOLWATCH_PG_BINDIR")
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A throwaway PostgreSQL cluster.
+pub struct Pg {
+    /// Data directory (also holds the Unix socket and the log).
+    pub dir: PathBuf,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    bindir: PathBuf,
+    root: bool,
+}
+
+impl Pg {
+    /// initdb and start with `max_connections = 40`.
+    pub fn start() -> Pg {
+        Pg::start_with(&["-c", "max_connections=40"])
+    }
+
+    /// initdb and start with extra server options (`-c name=value` pairs).
+    pub fn start_with(opts: &[&str]) -> Pg {
+        let dir = temp_path("pg");
+        let root = is_root();
+        let pg = Pg {
+            dir,
+            port: free_port(),
+            bindir: pg_bindir(),
+            root,
+        };
+        pg.run(&["mkdir", "-p", pg.dir.to_str().unwrap()]);
+        let initdb = pg.bindir.join("initdb");
+        let out = pg.run(&[
+            initdb.to_str().unwrap(),
+            "-D",
+            pg.dir.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "--no-instructions",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut conf = format!(
+            "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = 16MB\n",
+            pg.port,
+            pg.dir.display()
+        );
+        for pair in opts.chunks(2) {
+            if let [_, kv] = pair {
+                let (k, v) = kv.split_once('=').expect("name=value");
+                conf.push_str(&format!("{k} = '{v}'\n"));
+            }
+        }
+        let conf_path = pg.dir.join("postgresql.auto.conf");
+        // Written as the cluster's owner would; readable by it either way.
+        std::fs::write(&conf_path, conf).expect("write postgresql.auto.conf");
+        if root {
+            pg.run(&["chown", "postgres:postgres", conf_path.to_str().unwrap()]);
+        }
+        pg.start_server();
+        pg
+    }
+
+    fn run(&self, argv: &[&str]) -> Output {
+        let mut cmd = if self.root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).args(argv);
+            c
+        } else {
+            let mut c = Command::new(argv[0]);
+            c.args(&argv[1..]);
+            c
+        };
+        cmd.output().unwrap_or_else(|e| panic!("run {argv:?}: {e}"))
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Output {
+        let pg_ctl = self.bindir.join("pg_ctl");
+        let log = self.dir.join("server.log");
+        let mut argv = vec![
+            pg_ctl.to_str().unwrap(),
+            "-D",
+            self.dir.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+        ];
+        argv.extend_from_slice(args);
+        self.run(&argv)
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn start_server(&self) {
+        let out = self.pg_ctl(&["-w", "-t", "30", "start"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server (fast mode: sessions are terminated).
+    pub fn stop_server(&self) {
+        let out = self.pg_ctl(&["-w", "-m", "fast", "stop"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A URL for the `postgres` superuser (or `user`) on database `postgres`.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// A URL for `user`.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/postgres?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// A client session named `application_name`; the connection task runs in the
+    /// background until the client is dropped.
+    pub async fn client(&self, application_name: &str) -> tokio_postgres::Client {
+        let mut cfg: tokio_postgres::Config = self.url().parse().expect("url");
+        cfg.application_name(application_name);
+        let (client, conn) = cfg
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("test client connects");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    /// Sessions named `application_name` as the server sees them now.
+    pub async fn sessions_named(&self, application_name: &str) -> i64 {
+        let c = self.client("poolwatch-test-observer").await;
+        c.query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&application_name],
+        )
+        .await
+        .expect("count sessions")
+        .get(0)
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["-w", "-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// poolwatch running in-process.
+pub struct Daemon {
+    /// The metrics listener (also pushes unless `push_addr` differs).
+    pub addr: SocketAddr,
+    /// The push listener.
+    pub push_addr: SocketAddr,
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _file: TempFile,
+}
+
+/// A file removed on drop.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    /// Writes `text` to a new temp file.
+    pub fn new(text: &str) -> TempFile {
+        let p = temp_path("file");
+        std::fs::write(&p, text).expect("write temp file");
+        TempFile(p)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Daemon {
+    /// Starts poolwatch with `yaml` as its configuration file, listening on
+    /// `127.0.0.1:0` unless the YAML says otherwise. No environment is read.
+    pub async fn start(yaml: &str) -> Daemon {
+        let mut text = yaml.to_string();
+        if !text.contains("listen_address:") {
+            text.push_str("\nlisten_address: 127.0.0.1:0\n");
+        }
+        let file = TempFile::new(&text);
+        let cfg = poolwatch::config::load(Some(&file.0), &Vec::new(), &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let listeners = poolwatch::app::Listeners::bind(&cfg).await.expect("bind");
+        let addr = listeners.metrics.local_addr().unwrap();
+        let push_addr = listeners
+            .push
+            .as_ref()
+            .map(|l| l.local_addr().unwrap())
+            .unwrap_or(addr);
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let task = tokio::spawn(async move {
+            poolwatch::app::run(cfg, listeners, c)
+                .await
+                .expect("poolwatch runs");
+        });
+        Daemon {
+            addr,
+            push_addr,
+            cancel,
+            task: Some(task),
+            _file: file,
+        }
+    }
+
+    /// GET /metrics.
+    pub async fn metrics(&self) -> String {
+        let r = http(self.addr, "GET", "/metrics", None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    /// POST `body` to `path` on the push listener.
+    pub async fn push(&self, path: &str, body: &str) -> Resp {
+        http(self.push_addr, "POST", path, Some(body.as_bytes())).await
+    }
+
+    /// Polls /metrics until `pred` holds or `timeout` passes; returns the last output.
+    pub async fn wait_metrics(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.metrics().await;
+            if pred(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out after {timeout:?} waiting for {what}; last /metrics:\n{m}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops poolwatch and waits for its shutdown to finish.
+    pub async fn stop(mut self) {
+        self.cancel.cancel();
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), t)
+                .await
+                .expect("shutdown within 20s")
+                .expect("no panic");
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Headers, lower-cased names.
+    pub headers: Vec<(String, String)>,
+    /// Body as text.
+    pub body: String,
+}
+
+impl Resp {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> Resp {
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n").into_bytes();
+    if let Some(b) = body {
+        req.extend_from_slice(
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            )
+            .as_bytes(),
+        );
+        req.extend_from_slice(b);
+    } else {
+        req.extend_from_slice(b"\r\n");
+    }
+    raw(addr, &req).await
+}
+
+/// Sends raw bytes and parses the response.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write request");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+        .await
+        .expect("response within 30s")
+        .expect("read");
+    parse_response(&buf)
+}
+
+/// Parses a whole HTTP/1.1 response (`Content-Length` or chunked body).
+pub fn parse_response(buf: &[u8]) -> Resp {
+    let text = String::from_utf8_lossy(buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {text:?}"));
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+/// The value of the series whose line starts with `series` (name and labels exactly).
+pub fn value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// Lines of `metrics` that start with `prefix` (comments excluded).
+pub fn lines_starting<'a>(metrics: &'a str, prefix: &str) -> Vec<&'a str> {
+    metrics.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+/// Runs `promtool check metrics` on `text`; returns its combined output and success.
+pub fn promtool_check(promtool: &Path, text: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let combined = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success() && combined.trim().is_empty(), combined)
+}

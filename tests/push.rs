@@ -1,0 +1,440 @@
+//! Pushes end to end against the running daemon (push-only: no database).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{http, raw, value, Daemon};
+
+const CANONICAL: &str = r#"{"max_open":25,"open":10,"in_use":7,"idle":3,"waiting":1,"wait_count":40,"wait_duration_seconds":2.5,"max_idle_closed":1,"max_idle_time_closed":2,"max_lifetime_closed":3,"max_lifetime_seconds":1800,"max_idle_time_seconds":300}"#;
+
+/// What `json.Marshal(db.Stats())` writes (Go 1.19).
+const DBSTATS: &str = r#"{"MaxOpenConnections":0,"OpenConnections":4,"InUse":1,"Idle":3,"WaitCount":0,"WaitDuration":1500000000,"MaxIdleClosed":5,"MaxIdleTimeClosed":0,"MaxLifetimeClosed":2}"#;
+
+fn pool_series(m: &str) -> Vec<&str> {
+    m.lines()
+        .filter(|l| l.starts_with("poolwatch_pool_"))
+        .collect()
+}
+
+#[tokio::test]
+async fn canonical_push_shows_every_field() {
+    let d = Daemon::start("").await;
+    let r = d
+        .push("/api/v1/pools/billing/primary?instance=pod-1", CANONICAL)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["accepted"], 1);
+    let m = d.metrics().await;
+    let l = r#"{app="billing",pool="primary",instance="pod-1"}"#;
+    for (name, want) in [
+        ("poolwatch_pool_max_open_connections", 25.0),
+        ("poolwatch_pool_open_connections", 10.0),
+        ("poolwatch_pool_in_use_connections", 7.0),
+        ("poolwatch_pool_idle_connections", 3.0),
+        ("poolwatch_pool_waiting", 1.0),
+        ("poolwatch_pool_wait_count_total", 40.0),
+        ("poolwatch_pool_wait_duration_seconds_total", 2.5),
+        ("poolwatch_pool_max_lifetime_seconds", 1800.0),
+        ("poolwatch_pool_max_idle_time_seconds", 300.0),
+    ] {
+        assert_eq!(
+            value(&m, &format!("{name}{l}")),
+            Some(want),
+            "{name} in\n{m}"
+        );
+    }
+    for (reason, want) in [
+        ("max_idle", 1.0),
+        ("max_idle_time", 2.0),
+        ("max_lifetime", 3.0),
+    ] {
+        let s = format!(
+            r#"poolwatch_pool_closed_total{{app="billing",pool="primary",instance="pod-1",reason="{reason}"}}"#
+        );
+        assert_eq!(value(&m, &s), Some(want), "{s}");
+    }
+    let ts = value(
+        &m,
+        &format!("poolwatch_pool_last_push_timestamp_seconds{l}"),
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - ts).abs() < 60.0, "push timestamp {ts} vs now {now}");
+    assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(1.0));
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_ingest_requests_total{format="json",outcome="accepted"}"#
+        ),
+        Some(1.0)
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn go_dbstats_push() {
+    let d = Daemon::start("instance: default-pod\n").await;
+    let r = d
+        .push(
+            "/api/v1/pools/worker/main?application_name=worker-sql",
+            DBSTATS,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = d.metrics().await;
+    let l = r#"{app="worker",pool="main",instance="default-pod"}"#;
+    assert_eq!(
+        value(&m, &format!("poolwatch_pool_open_connections{l}")),
+        Some(4.0)
+    );
+    assert_eq!(
+        value(&m, &format!("poolwatch_pool_in_use_connections{l}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            &format!("poolwatch_pool_wait_duration_seconds_total{l}")
+        ),
+        Some(1.5)
+    );
+    assert_eq!(
+        value(&m, &format!("poolwatch_pool_max_open_connections{l}")),
+        None,
+        "0 means unlimited: no series"
+    );
+    assert_eq!(
+        value(&m, &format!("poolwatch_pool_waiting{l}")),
+        None,
+        "sql.DBStats has no waiting gauge"
+    );
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_ingest_requests_total{format="dbstats",outcome="accepted"}"#
+        ),
+        Some(1.0)
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn batch_push() {
+    let d = Daemon::start("").await;
+    let body = r#"{"app":"api","instance":"pod-7","pools":[{"pool":"primary","open":5,"in_use":2,"idle":3},{"pool":"replica","in_use":1,"idle":1}]}"#;
+    let r = d.push("/api/v1/pools", body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["accepted"], 2);
+    let m = d.metrics().await;
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_pool_open_connections{app="api",pool="primary",instance="pod-7"}"#
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_pool_open_connections{app="api",pool="replica",instance="pod-7"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_ingest_requests_total{format="batch",outcome="accepted"}"#
+        ),
+        Some(1.0)
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_pushes_get_4xx_naming_the_field_and_change_nothing() {
+    let d = Daemon::start("").await;
+    assert_eq!(
+        d.push("/api/v1/pools/billing/primary", CANONICAL)
+            .await
+            .status,
+        200
+    );
+    let before = pool_series(&d.metrics().await).join("\n");
+    let cases: &[(&str, &str, u16, Option<&str>)] = &[
+        ("/api/v1/pools/billing/primary", "", 400, None),
+        ("/api/v1/pools/billing/primary", "{\"open\":", 400, None),
+        (
+            "/api/v1/pools/billing/primary",
+            r#"{"open":-4}"#,
+            400,
+            Some("open"),
+        ),
+        (
+            "/api/v1/pools/billing/primary",
+            r#"{"open":4,"in_use":"many"}"#,
+            400,
+            Some("in_use"),
+        ),
+        (
+            "/api/v1/pools/billing/primary",
+            r#"{"open":4,"OpenConnections":4}"#,
+            400,
+            Some("open"),
+        ),
+        (
+            "/api/v1/pools/billing/primary",
+            r#"{"open":4,"colour":"red"}"#,
+            400,
+            Some("colour"),
+        ),
+        (
+            "/api/v1/pools/billing/primary?instance=has%20space",
+            r#"{"open":4}"#,
+            400,
+            Some("instance"),
+        ),
+        (
+            "/api/v1/pools/billing/primary?max_lifetime_seconds=soon",
+            r#"{"open":4}"#,
+            400,
+            Some("max_lifetime_seconds"),
+        ),
+        (
+            "/api/v1/pools/bill%20ing/primary",
+            r#"{"open":4}"#,
+            400,
+            Some("app"),
+        ),
+        (
+            "/api/v1/pools",
+            r#"{"app":"billing","pools":[{"pool":"primary","open":1},{"pool":"other","idle":-1}]}"#,
+            400,
+            Some("pools[1].idle"),
+        ),
+    ];
+    for (path, body, status, field) in cases {
+        let r = d.push(path, body).await;
+        assert_eq!(r.status, *status, "{path} {body}: {}", r.body);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let j = r.json();
+        assert!(
+            j["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{}",
+            r.body
+        );
+        assert_eq!(j["field"].as_str(), *field, "{path} {body}: {}", r.body);
+        let after = pool_series(&d.metrics().await).join("\n");
+        assert_eq!(before, after, "{path} {body} changed the pool view");
+    }
+    let m = d.metrics().await;
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_ingest_requests_total{format="json",outcome="invalid_json"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_ingest_requests_total{format="json",outcome="invalid_field"}"#
+        ),
+        Some(7.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_ingest_requests_total{format="batch",outcome="invalid_field"}"#
+        ),
+        Some(1.0)
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_bodies_get_413() {
+    let d = Daemon::start("http:\n  max_body_bytes: 1024\n").await;
+    let big = format!(r#"{{"open":1,"application_name":"{}"}}"#, "x".repeat(2000));
+    let r = d.push("/api/v1/pools/a/p", &big).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("1024"));
+    // Chunked, no Content-Length: cut off while reading.
+    let chunk = "x".repeat(1500);
+    let req = format!(
+        "POST /api/v1/pools/a/p HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let r = raw(d.addr, req.as_bytes()).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    let m = d.metrics().await;
+    assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(0.0));
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_ingest_requests_total{format="json",outcome="too_large"}"#
+        ),
+        Some(2.0)
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn slow_body_is_cut_off() {
+    let d = Daemon::start("http:\n  request_timeout_seconds: 0.5\n").await;
+    let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(
+        b"POST /api/v1/pools/a/p HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{\"open\"",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("server answers")
+        .unwrap();
+    let r = common::parse_response(&buf);
+    assert_eq!(r.status, 408, "{}", r.body);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn pools_expire_and_are_counted() {
+    let d = Daemon::start("pools:\n  expiry_seconds: 0.5\n").await;
+    assert_eq!(
+        d.push("/api/v1/pools/a/p1", r#"{"open":1}"#).await.status,
+        200
+    );
+    assert_eq!(
+        d.push("/api/v1/pools/a/p2", r#"{"open":2}"#).await.status,
+        200
+    );
+    let m = d.metrics().await;
+    assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(2.0));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let m = d.metrics().await;
+    assert!(
+        common::lines_starting(&m, "poolwatch_pool_").is_empty(),
+        "expired pools still shown:\n{m}"
+    );
+    assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(0.0));
+    assert_eq!(value(&m, "poolwatch_pools_expired_total"), Some(2.0));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn pool_cap_rejects_new_pools_and_counts() {
+    let d = Daemon::start("pools:\n  max_pools: 2\n").await;
+    assert_eq!(
+        d.push("/api/v1/pools/a/p1", r#"{"open":1}"#).await.status,
+        200
+    );
+    assert_eq!(
+        d.push("/api/v1/pools/a/p2", r#"{"open":1}"#).await.status,
+        200
+    );
+    let r = d.push("/api/v1/pools/a/p3", r#"{"open":1}"#).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("pools.max_pools"),
+        "{}",
+        r.body
+    );
+    // An update of a tracked pool is still accepted.
+    assert_eq!(
+        d.push("/api/v1/pools/a/p1", r#"{"open":9}"#).await.status,
+        200
+    );
+    let m = d.metrics().await;
+    assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(2.0));
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_pool_open_connections{app="a",pool="p3",instance=""}"#
+        ),
+        None
+    );
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_pool_open_connections{app="a",pool="p1",instance=""}"#
+        ),
+        Some(9.0)
+    );
+    assert_eq!(
+        value(&m, r#"poolwatch_ingest_dropped_total{reason="pool_limit"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_ingest_requests_total{format="json",outcome="pool_limit"}"#
+        ),
+        Some(1.0)
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn sidecar_keeps_pushes_off_the_metrics_listener() {
+    let d = Daemon::start("mode: sidecar\ninstance: pod-x\npush_listen_address: 127.0.0.1:0\nlisten_address: 127.0.0.2:0\n").await;
+    assert_ne!(d.addr, d.push_addr);
+    let r = http(d.addr, "POST", "/api/v1/pools/a/p", Some(br#"{"open":1}"#)).await;
+    assert_eq!(
+        r.status, 404,
+        "pushes must not be accepted on the metrics listener"
+    );
+    assert_eq!(http(d.push_addr, "GET", "/metrics", None).await.status, 404);
+    assert_eq!(
+        d.push("/api/v1/pools/a/p", r#"{"open":1}"#).await.status,
+        200
+    );
+    let m = d.metrics().await;
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_pool_open_connections{app="a",pool="p",instance="pod-x"}"#
+        ),
+        Some(1.0)
+    );
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_methods() {
+    let d = Daemon::start("").await;
+    assert_eq!(http(d.addr, "GET", "/healthz", None).await.status, 200);
+    assert_eq!(http(d.addr, "GET", "/readyz", None).await.status, 200);
+    let r = http(d.addr, "DELETE", "/metrics", None).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    let r = http(d.addr, "GET", "/api/v1/pools/a/p", None).await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+    assert_eq!(http(d.addr, "GET", "/nope", None).await.status, 404);
+    let r = http(d.addr, "GET", "/metrics", None).await;
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(
+        r.body.contains("poolwatch_build_info{version=\""),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("process_resident_memory_bytes"),
+        "process metrics present"
+    );
+    assert!(
+        !r.body.contains("poolwatch_pg_up"),
+        "push-only mode has no server view"
+    );
+    d.stop().await;
+}
