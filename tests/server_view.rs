@@ -170,7 +170,7 @@ async fn database_down_at_start_then_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pg_monitor_role_sees_everyone() {
+async fn pg_monitor_sees_every_role_a_plain_role_only_its_own() {
     let pg = Pg::start();
     let admin = pg.client("admin").await;
     admin
@@ -185,7 +185,7 @@ async fn a_pg_monitor_role_sees_everyone() {
         })
         .await;
     assert!(
-        m.contains(r#"usename="watcher""#) == false,
+        !m.contains(r#"usename="watcher""#),
         "own session excluded:\n{m}"
     );
     d.stop().await;
