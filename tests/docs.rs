@@ -1,0 +1,124 @@
+//! The docs match the code: every configuration key and metric is documented, the docs
+//! name no metric that does not exist, and the example configuration is valid.
+
+use std::collections::BTreeSet;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{ROOT}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Metric family names in the golden `/metrics` file.
+fn exported() -> BTreeSet<String> {
+    read("tests/golden/metrics.txt")
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+fn mentioned(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("poolwatch_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        // Environment variables are upper case; `poolwatch_` inside a longer word is not a metric.
+        let before = rest[..i].chars().last();
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && name.len() > "poolwatch_".len()
+        {
+            // `poolwatch_pg_*` names a prefix; keep its `*` so it is checked as one.
+            let wildcard = tail[end..].starts_with('*');
+            out.insert(if wildcard {
+                format!("{name}*")
+            } else {
+                name.trim_end_matches('_').to_string()
+            });
+        }
+        rest = &tail[end.max(1)..];
+    }
+    out
+}
+
+#[test]
+fn every_configuration_key_is_documented() {
+    let doc = read("docs/configuration.md");
+    let rows = doc.lines().filter(|l| l.starts_with("| `")).count();
+    assert_eq!(
+        rows,
+        poolwatch::config::KEYS.len(),
+        "one table row per key in docs/configuration.md"
+    );
+    for k in poolwatch::config::KEYS {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", k.path)))
+            .unwrap_or_else(|| panic!("{} undocumented", k.path));
+        for env in k.env {
+            assert!(row.contains(env), "{}: {env} not in its row", k.path);
+        }
+        if let Some(flag) = k.flag {
+            assert!(row.contains(flag), "{}: {flag} not in its row", k.path);
+        }
+        if k.default != "-" {
+            assert!(
+                row.contains(&format!("`{}`", k.default)),
+                "{}: default {} not in its row",
+                k.path,
+                k.default
+            );
+        }
+    }
+}
+
+#[test]
+fn every_metric_is_documented_and_no_other() {
+    let exported = exported();
+    assert!(exported.len() > 20, "golden file has the metrics");
+    let doc = read("docs/metrics.md");
+    let in_doc = mentioned(&doc);
+    for m in &exported {
+        if m.starts_with("poolwatch_") {
+            assert!(
+                in_doc.contains(m),
+                "{m} is exported but not in docs/metrics.md"
+            );
+        }
+    }
+    for path in [
+        "docs/metrics.md",
+        "docs/configuration.md",
+        "docs/push.md",
+        "README.md",
+    ] {
+        for m in mentioned(&read(path)) {
+            let known = match m.strip_suffix('*') {
+                Some(prefix) => exported.iter().any(|e| e.starts_with(prefix)),
+                None => exported.contains(&m),
+            };
+            assert!(known, "{path} names {m}, which poolwatch does not export");
+        }
+    }
+}
+
+#[test]
+fn example_configuration_is_valid_and_complete() {
+    let path = format!("{ROOT}/examples/poolwatch.yaml");
+    let cfg = poolwatch::config::load(Some(std::path::Path::new(&path)), &Vec::new(), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.database.is_none());
+    let text = read("examples/poolwatch.yaml");
+    for k in poolwatch::config::KEYS {
+        let leaf = k.path.rsplit('.').next().unwrap();
+        assert!(
+            text.contains(&format!("{leaf}:")),
+            "examples/poolwatch.yaml lacks {}",
+            k.path
+        );
+    }
+}
