@@ -6,10 +6,11 @@
 //! caller, so expiry is tested without waiting.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounterVec, Opts, Registry};
 
 use crate::ingest::{IngestError, PoolKey, PoolPush, PoolSnapshot};
 
@@ -32,23 +33,20 @@ pub struct Store {
     expiry: Duration,
     /// Most pools tracked at once.
     max_pools: usize,
-    /// `poolwatch_pools_expired_total`.
-    expired_total: IntCounter,
+    /// Pools expired so far; rendered by the pool collector in the same scrape as the
+    /// pools themselves, so the two always agree.
+    expired_total: AtomicU64,
     /// `poolwatch_ingest_dropped_total{reason}`: pool snapshots refused.
     dropped_total: IntCounterVec,
 }
 
 impl Store {
-    /// Creates the store and registers its counters.
+    /// Creates the store and registers its drop counter.
     pub fn register(
         registry: &Registry,
         expiry: Duration,
         max_pools: usize,
     ) -> prometheus::Result<Store> {
-        let expired_total = IntCounter::new(
-            "poolwatch_pools_expired_total",
-            "Pools dropped because they were not pushed within pools.expiry_seconds.",
-        )?;
         let dropped_total = IntCounterVec::new(
             Opts::new(
                 "poolwatch_ingest_dropped_total",
@@ -57,13 +55,12 @@ impl Store {
             &["reason"],
         )?;
         dropped_total.with_label_values(&["pool_limit"]);
-        registry.register(Box::new(expired_total.clone()))?;
         registry.register(Box::new(dropped_total.clone()))?;
         Ok(Store {
             pools: Mutex::new(HashMap::new()),
             expiry,
             max_pools,
-            expired_total,
+            expired_total: AtomicU64::new(0),
             dropped_total,
         })
     }
@@ -120,7 +117,7 @@ impl Store {
         let before = pools.len();
         pools.retain(|_, e| now.saturating_duration_since(e.received) < self.expiry);
         let gone = before - pools.len();
-        self.expired_total.inc_by(gone as u64);
+        self.expired_total.fetch_add(gone as u64, Ordering::Relaxed);
         gone
     }
 
@@ -133,6 +130,11 @@ impl Store {
         drop(pools);
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Pools expired since start.
+    pub fn expired_total(&self) -> u64 {
+        self.expired_total.load(Ordering::Relaxed)
     }
 
     /// How many pools are tracked (expired ones included until the next sweep).
@@ -197,9 +199,9 @@ mod tests {
         let live = s.snapshot(t + Duration::from_secs(60));
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].0.app, "b");
-        assert_eq!(s.expired_total.get(), 1);
+        assert_eq!(s.expired_total(), 1);
         assert_eq!(s.sweep(t + Duration::from_secs(90)), 1);
-        assert_eq!(s.expired_total.get(), 2);
+        assert_eq!(s.expired_total(), 2);
         assert!(s.is_empty());
     }
 

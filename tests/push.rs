@@ -304,7 +304,9 @@ async fn slow_body_is_cut_off() {
 
 #[tokio::test]
 async fn pools_expire_and_are_counted() {
-    let d = Daemon::start("pools:\n  expiry_seconds: 0.5\n").await;
+    // Expiry long enough that a busy machine does not expire the pools before the
+    // first scrape, short enough to wait for.
+    let d = Daemon::start("pools:\n  expiry_seconds: 3\n").await;
     assert_eq!(
         d.push("/api/v1/pools/a/p1", r#"{"open":1}"#).await.status,
         200
@@ -315,13 +317,22 @@ async fn pools_expire_and_are_counted() {
     );
     let m = d.metrics().await;
     assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(2.0));
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let m = d.metrics().await;
+    assert_eq!(value(&m, "poolwatch_pools_expired_total"), Some(0.0));
+    let started = std::time::Instant::now();
+    let m = d
+        .wait_metrics(Duration::from_secs(15), "expiry", |m| {
+            value(m, "poolwatch_pools_tracked") == Some(0.0)
+        })
+        .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "expired too early: {:?}",
+        started.elapsed()
+    );
     assert!(
         common::lines_starting(&m, "poolwatch_pool_").is_empty(),
         "expired pools still shown:\n{m}"
     );
-    assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(0.0));
     assert_eq!(value(&m, "poolwatch_pools_expired_total"), Some(2.0));
     d.stop().await;
 }

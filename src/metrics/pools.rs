@@ -7,7 +7,8 @@
 //! `poolwatch_pool_wait_count_total`, `poolwatch_pool_wait_duration_seconds_total`,
 //! `poolwatch_pool_closed_total{reason="max_idle|max_idle_time|max_lifetime"}`,
 //! `poolwatch_pool_max_lifetime_seconds`, `poolwatch_pool_max_idle_time_seconds`,
-//! `poolwatch_pool_last_push_timestamp_seconds`; and `poolwatch_pools_tracked`.
+//! `poolwatch_pool_last_push_timestamp_seconds`; and `poolwatch_pools_tracked`,
+//! `poolwatch_pools_expired_total`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,6 +95,12 @@ pub const SPECS: &[Spec] = &[
         counter: false,
         labels: &[],
     },
+    Spec {
+        name: "poolwatch_pools_expired_total",
+        help: "Pools dropped because they were not pushed within pools.expiry_seconds.",
+        counter: true,
+        labels: &[],
+    },
 ];
 
 /// Renders the store.
@@ -145,6 +152,7 @@ impl Collector for PoolCollector {
             f[10].add(&l, e.received_unix);
         }
         f[11].add(&[], pools.len() as f64);
+        f[12].add(&[], self.store.expired_total() as f64);
         f.into_iter().map(Family::finish).collect()
     }
 }

@@ -1,0 +1,202 @@
+//! TLS to PostgreSQL with rustls: `disable`, `require` and `verify-full`, against a
+//! throwaway cluster with a certificate made for the test by `openssl`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{require_tool, value, Daemon, Pg};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, and a server certificate for localhost and 127.0.0.1 signed by it.
+fn make_certs(dir: &Path, ca_name: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut a = vec!["req", "-x509"];
+    a.extend_from_slice(&ec);
+    a.extend_from_slice(&[
+        "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", ca_name,
+    ]);
+    a.extend_from_slice(&[
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &a);
+    let mut a = vec!["req"];
+    a.extend_from_slice(&ec);
+    a.extend_from_slice(&[
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    openssl(dir, &a);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+/// Turns TLS on in a running cluster with the certificate from `certs`.
+async fn enable_ssl(pg: &Pg, certs: &Path) {
+    for f in ["server.crt", "server.key"] {
+        let to = pg.dir.join(f);
+        std::fs::copy(certs.join(f), &to).unwrap();
+        Command::new("chmod")
+            .args(["600", to.to_str().unwrap()])
+            .status()
+            .unwrap();
+        let _ = Command::new("chown")
+            .args(["postgres:postgres", to.to_str().unwrap()])
+            .status();
+    }
+    let c = pg.client("admin").await;
+    c.batch_execute("ALTER SYSTEM SET ssl = on").await.unwrap();
+    c.query_one("SELECT pg_reload_conf()", &[]).await.unwrap();
+    // Wait until the reload has taken effect.
+    for _ in 0..50 {
+        let on: String = c.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+        if on == "on" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("ssl did not turn on");
+}
+
+async fn poolwatch_uses_ssl(pg: &Pg) -> bool {
+    let c = pg.client("observer").await;
+    c.query_one(
+        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'poolwatch'",
+        &[],
+    )
+    .await
+    .expect("poolwatch's session")
+    .get(0)
+}
+
+fn config(url: &str, extra: &str) -> String {
+    format!("database:\n  url: {url}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\n{extra}")
+}
+
+fn url(pg: &Pg, host: &str, sslmode: &str) -> String {
+    format!(
+        "postgres://postgres@{host}:{}/postgres?sslmode={sslmode}",
+        pg.port
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmodes_against_a_tls_server() {
+    if require_tool("openssl").is_none() {
+        return;
+    }
+    let certs = common::temp_path("certs");
+    make_certs(&certs, "/CN=poolwatch test CA");
+    let other: PathBuf = certs.join("other");
+    make_certs(&other, "/CN=some other CA");
+    let pg = Pg::start();
+    enable_ssl(&pg, &certs).await;
+    let up = |m: &str| value(m, "poolwatch_pg_up") == Some(1.0);
+
+    // require: encrypted, certificate not checked (an unknown CA is fine).
+    let d = Daemon::start(&config(&url(&pg, "127.0.0.1", "require"), "")).await;
+    d.wait_metrics(Duration::from_secs(10), "pg_up 1 with require", up)
+        .await;
+    assert!(poolwatch_uses_ssl(&pg).await, "require must encrypt");
+    d.stop().await;
+
+    // verify-full with the right CA and host name.
+    let ca = certs.join("ca.crt");
+    let d = Daemon::start(&config(
+        &url(&pg, "localhost", "verify-full"),
+        &format!("  ca_file: {}\n", ca.display()),
+    ))
+    .await;
+    d.wait_metrics(Duration::from_secs(10), "pg_up 1 with verify-full", up)
+        .await;
+    assert!(poolwatch_uses_ssl(&pg).await);
+    d.stop().await;
+
+    // verify-full with a CA that did not sign the certificate: refused, counted as tls.
+    let wrong = other.join("ca.crt");
+    let d = Daemon::start(&config(
+        &url(&pg, "localhost", "verify-full"),
+        &format!("  ca_file: {}\n", wrong.display()),
+    ))
+    .await;
+    let m = d
+        .wait_metrics(Duration::from_secs(10), "a tls error", |m| {
+            value(m, r#"poolwatch_pg_sample_errors_total{kind="tls"}"#).is_some_and(|v| v >= 1.0)
+        })
+        .await;
+    assert_eq!(value(&m, "poolwatch_pg_up"), Some(0.0));
+    d.stop().await;
+
+    // disable: plain TCP.
+    let d = Daemon::start(&config(&url(&pg, "127.0.0.1", "disable"), "")).await;
+    d.wait_metrics(Duration::from_secs(10), "pg_up 1 with disable", up)
+        .await;
+    assert!(!poolwatch_uses_ssl(&pg).await, "disable must not encrypt");
+    d.stop().await;
+    let _ = std::fs::remove_dir_all(&certs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_against_a_server_without_tls_fails_as_tls() {
+    let pg = Pg::start();
+    let d = Daemon::start(&config(&url(&pg, "127.0.0.1", "require"), "")).await;
+    let m = d
+        .wait_metrics(Duration::from_secs(10), "a tls error", |m| {
+            value(m, r#"poolwatch_pg_sample_errors_total{kind="tls"}"#).is_some_and(|v| v >= 1.0)
+        })
+        .await;
+    assert_eq!(value(&m, "poolwatch_pg_up"), Some(0.0));
+    assert_eq!(pg.sessions_named("poolwatch").await, 0);
+    d.stop().await;
+}
