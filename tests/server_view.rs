@@ -51,6 +51,10 @@ async fn held_connections_appear_with_labels_and_growing_ages() {
         1,
         "poolwatch keeps exactly one session"
     );
+    if let Some(promtool) = common::require_tool("promtool") {
+        let (ok, out) = common::promtool_check(&promtool, &m);
+        assert!(ok, "promtool check metrics on live output:\n{out}");
+    }
 
     let first = value(&m, TX_STATE_AGE).unwrap();
     let first_sample = value(&m, "poolwatch_pg_last_sample_timestamp_seconds").unwrap();
@@ -234,5 +238,42 @@ async fn password_never_in_metrics() {
         })
         .await;
     assert!(!m.contains("hunter2"));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_on_the_view_trips_lock_timeout_and_keeps_the_session() {
+    let pg = Pg::start();
+    let d = Daemon::start(&config(&pg.url())).await;
+    d.wait_metrics(Duration::from_secs(10), "pg_up 1", |m| {
+        value(m, "poolwatch_pg_up") == Some(1.0)
+    })
+    .await;
+    let locker = pg.client("locker").await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE pg_catalog.pg_stat_activity IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let m = d
+        .wait_metrics(Duration::from_secs(10), "a lock_timeout", |m| {
+            value(
+                m,
+                r#"poolwatch_pg_sample_errors_total{kind="lock_timeout"}"#,
+            )
+            .is_some_and(|v| v >= 2.0)
+        })
+        .await;
+    assert_eq!(value(&m, "poolwatch_pg_up"), Some(0.0));
+    // A server-side timeout leaves the session healthy: it is kept, not reopened.
+    assert_eq!(
+        value(&m, r#"poolwatch_pg_sample_errors_total{kind="connect"}"#),
+        Some(0.0)
+    );
+    locker.batch_execute("ROLLBACK").await.unwrap();
+    d.wait_metrics(Duration::from_secs(10), "pg_up 1 after the lock", |m| {
+        value(m, "poolwatch_pg_up") == Some(1.0)
+    })
+    .await;
+    assert_eq!(pg.sessions_named("poolwatch").await, 1);
     d.stop().await;
 }

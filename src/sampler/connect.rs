@@ -11,7 +11,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use super::SampleError;
 use crate::config::{DatabaseConfig, SslMode};
@@ -22,13 +22,18 @@ pub struct Session {
     pub client: Client,
     /// Drives the connection; ends when the client is dropped or the socket fails.
     task: JoinHandle<()>,
+    /// The sampler's statements, prepared once per session (one round trip each per
+    /// sample instead of two).
+    pub statements: Option<(Statement, Statement)>,
 }
 
 impl Session {
     /// Closes the session and waits (briefly) until its socket is gone, so a new
     /// session never overlaps the old one.
     pub async fn close(self) {
-        let Session { client, mut task } = self;
+        let Session {
+            client, mut task, ..
+        } = self;
         drop(client);
         if tokio::time::timeout(Duration::from_secs(2), &mut task)
             .await
@@ -54,6 +59,7 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<Session, SampleError> {
             Ok(Session {
                 client,
                 task: tokio::spawn(drive(conn)),
+                statements: None,
             })
         } else {
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(client_config(cfg)?);
@@ -61,6 +67,7 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<Session, SampleError> {
             Ok(Session {
                 client,
                 task: tokio::spawn(drive(conn)),
+                statements: None,
             })
         }
     };

@@ -326,15 +326,31 @@ async fn warn_without_pg_monitor(s: &Session, target: &str) {
 }
 
 async fn sample(s: &mut Session, max_application_names: usize) -> Result<Sample, SampleError> {
+    let (settings_stmt, activity_stmt) = match &s.statements {
+        Some(st) => st.clone(),
+        None => {
+            let a = s
+                .client
+                .prepare(settings::QUERY)
+                .await
+                .map_err(SampleError::Query)?;
+            let b = s
+                .client
+                .prepare(activity::QUERY)
+                .await
+                .map_err(SampleError::Query)?;
+            s.statements.insert((a, b)).clone()
+        }
+    };
     let row = s
         .client
-        .query_one(settings::QUERY, &[])
+        .query_one(&settings_stmt, &[])
         .await
         .map_err(SampleError::Query)?;
     let limits = Limits::from_row(&row).map_err(SampleError::Query)?;
     let rows = s
         .client
-        .query(activity::QUERY, &[])
+        .query(&activity_stmt, &[])
         .await
         .map_err(SampleError::Query)?;
     let backends = rows
