@@ -162,6 +162,10 @@ pub struct DatabaseConfig {
     pub reconnect_max_backoff: Duration,
     /// Distinct `application_name` label values kept; the rest are summed as `__other__`.
     pub max_application_names: usize,
+    /// How much of each backend's last query is kept.
+    pub query_text: QueryText,
+    /// Longest query text or fingerprint kept, in characters.
+    pub query_max_chars: usize,
     /// Which source gave the database (`url`, `url_file`, `libpq environment`).
     pub source: &'static str,
 }
@@ -268,6 +272,19 @@ pub struct Key {
 const MODES: &[&str] = &["sidecar", "central"];
 const LOG_FORMATS: &[&str] = &["text", "json"];
 const SSLMODES: &[&str] = &["disable", "prefer", "require", "verify-full"];
+const QUERY_TEXT: &[&str] = &["none", "fingerprint", "full"];
+
+/// How much of a backend's last query poolwatch keeps (shown only by the
+/// stuck-connection view, never in metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryText {
+    /// Not read at all.
+    None,
+    /// Literals removed, so no data leaves the database.
+    Fingerprint,
+    /// The text as the server has it, data included.
+    Full,
+}
 
 /// All configuration keys. `docs/configuration.md` documents each of them.
 pub const KEYS: &[Key] = &[
@@ -423,6 +440,20 @@ pub const KEYS: &[Key] = &[
         kind: Kind::Count,
         default: "200",
         env: &["POOLWATCH_DATABASE_MAX_APPLICATION_NAMES"],
+        flag: None,
+    },
+    Key {
+        path: "database.query_text",
+        kind: Kind::Choice(QUERY_TEXT),
+        default: "fingerprint",
+        env: &["POOLWATCH_DATABASE_QUERY_TEXT"],
+        flag: None,
+    },
+    Key {
+        path: "database.query_max_chars",
+        kind: Kind::Count,
+        default: "256",
+        env: &["POOLWATCH_DATABASE_QUERY_MAX_CHARS"],
         flag: None,
     },
 ];
@@ -756,6 +787,12 @@ impl Sources<'_> {
             .opt_seconds("database.reconnect_max_backoff_seconds")
             .unwrap_or(interval);
         let max_application_names = self.count("database.max_application_names", 200);
+        let query_text = match self.choice("database.query_text", "fingerprint").as_str() {
+            "none" => QueryText::None,
+            "full" => QueryText::Full,
+            _ => QueryText::Fingerprint,
+        };
+        let query_max_chars = self.count("database.query_max_chars", 256);
         let application_name = self
             .text("database.application_name")
             .unwrap_or_else(|| "poolwatch".into());
@@ -884,6 +921,8 @@ impl Sources<'_> {
             lock_timeout,
             reconnect_max_backoff,
             max_application_names,
+            query_text,
+            query_max_chars,
             source,
         })
     }

@@ -37,6 +37,7 @@ fn backend(pid: i32, app: &str, state: &str, ages: (f64, Option<f64>, f64)) -> B
         backend_age: Some(ages.0),
         xact_age: ages.1,
         state_age: Some(ages.2),
+        query: "SELECT * FROM orders WHERE id = ?".into(),
     }
 }
 

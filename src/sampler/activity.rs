@@ -4,14 +4,18 @@
 //! The query excludes poolwatch's own backend (`pid <> pg_backend_pid()`) and anything
 //! that is not a client backend (autovacuum, WAL sender, parallel workers). Ages are
 //! computed by the server against one `now()`, so a sample is consistent and immune to
-//! clock skew between poolwatch and the database. Query text is not read.
+//! clock skew between poolwatch and the database. Query text is read only as
+//! `database.query_text` says, and kept as a fingerprint by default.
 //!
 //! [`aggregate`] is pure and tested on constructed rows.
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::config::QueryText;
+
 /// Reads every client backend but our own. Columns hidden from a role without
-/// `pg_monitor` come back NULL, and are shown as empty labels and missing ages.
+/// `pg_monitor` come back NULL, and are shown as empty labels and missing ages. The
+/// last column is the query text, read only when `database.query_text` asks for it.
 pub const QUERY: &str = "\
 SELECT pid,
        COALESCE(datname::text, ''),
@@ -23,7 +27,26 @@ SELECT pid,
        COALESCE(wait_event, ''),
        EXTRACT(EPOCH FROM now() - backend_start)::float8,
        EXTRACT(EPOCH FROM now() - xact_start)::float8,
-       EXTRACT(EPOCH FROM now() - state_change)::float8
+       EXTRACT(EPOCH FROM now() - state_change)::float8,
+       ''::text
+  FROM pg_stat_activity
+ WHERE backend_type = 'client backend'
+   AND pid <> pg_backend_pid()";
+
+/// [`QUERY`] with the last query's first 4096 bytes.
+pub const QUERY_WITH_TEXT: &str = "\
+SELECT pid,
+       COALESCE(datname::text, ''),
+       COALESCE(usename::text, ''),
+       COALESCE(application_name, ''),
+       COALESCE(host(client_addr), ''),
+       COALESCE(state, ''),
+       COALESCE(wait_event_type, ''),
+       COALESCE(wait_event, ''),
+       EXTRACT(EPOCH FROM now() - backend_start)::float8,
+       EXTRACT(EPOCH FROM now() - xact_start)::float8,
+       EXTRACT(EPOCH FROM now() - state_change)::float8,
+       COALESCE(left(query, 4096), '')
   FROM pg_stat_activity
  WHERE backend_type = 'client backend'
    AND pid <> pg_backend_pid()";
@@ -53,11 +76,24 @@ pub struct Backend {
     pub xact_age: Option<f64>,
     /// Seconds since its state last changed.
     pub state_age: Option<f64>,
+    /// Its last query as `database.query_text` asks: a fingerprint (default), the text,
+    /// or empty. Never a label.
+    pub query: String,
 }
 
 impl Backend {
-    /// Reads one row of [`QUERY`].
-    pub fn from_row(row: &tokio_postgres::Row) -> Result<Backend, tokio_postgres::Error> {
+    /// Reads one row of [`QUERY`] or [`QUERY_WITH_TEXT`], keeping the query as `text` says.
+    pub fn from_row(
+        row: &tokio_postgres::Row,
+        text: QueryText,
+        max_chars: usize,
+    ) -> Result<Backend, tokio_postgres::Error> {
+        let raw: &str = row.try_get(11)?;
+        let query = match text {
+            QueryText::None => String::new(),
+            QueryText::Fingerprint => super::query::fingerprint(raw, max_chars),
+            QueryText::Full => raw.chars().take(max_chars).collect(),
+        };
         Ok(Backend {
             pid: row.try_get(0)?,
             datname: row.try_get(1)?,
@@ -70,6 +106,7 @@ impl Backend {
             backend_age: row.try_get(8)?,
             xact_age: row.try_get(9)?,
             state_age: row.try_get(10)?,
+            query,
         })
     }
 }

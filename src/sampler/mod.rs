@@ -15,6 +15,7 @@
 
 pub mod activity;
 pub mod connect;
+pub mod query;
 pub mod settings;
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DatabaseConfig;
+use crate::config::{DatabaseConfig, QueryText};
 use activity::{Aggregates, Backend};
 use connect::Session;
 use settings::Limits;
@@ -245,7 +246,7 @@ impl Sampler {
             let result = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
-                r = tokio::time::timeout(limit, sample(s, self.cfg.max_application_names)) => {
+                r = tokio::time::timeout(limit, sample(s, &self.cfg)) => {
                     r.unwrap_or(Err(SampleError::QueryTimeout(limit)))
                 }
             };
@@ -325,7 +326,8 @@ async fn warn_without_pg_monitor(s: &Session, target: &str) {
     }
 }
 
-async fn sample(s: &mut Session, max_application_names: usize) -> Result<Sample, SampleError> {
+async fn sample(s: &mut Session, cfg: &DatabaseConfig) -> Result<Sample, SampleError> {
+    let text = cfg.query_text;
     let (settings_stmt, activity_stmt) = match &s.statements {
         Some(st) => st.clone(),
         None => {
@@ -334,9 +336,13 @@ async fn sample(s: &mut Session, max_application_names: usize) -> Result<Sample,
                 .prepare(settings::QUERY)
                 .await
                 .map_err(SampleError::Query)?;
+            let activity_query = match text {
+                QueryText::None => activity::QUERY,
+                QueryText::Fingerprint | QueryText::Full => activity::QUERY_WITH_TEXT,
+            };
             let b = s
                 .client
-                .prepare(activity::QUERY)
+                .prepare(activity_query)
                 .await
                 .map_err(SampleError::Query)?;
             s.statements.insert((a, b)).clone()
@@ -355,10 +361,10 @@ async fn sample(s: &mut Session, max_application_names: usize) -> Result<Sample,
         .map_err(SampleError::Query)?;
     let backends = rows
         .iter()
-        .map(Backend::from_row)
+        .map(|r| Backend::from_row(r, text, cfg.query_max_chars))
         .collect::<Result<Vec<_>, _>>()
         .map_err(SampleError::Query)?;
-    let aggregates = activity::aggregate(&backends, max_application_names);
+    let aggregates = activity::aggregate(&backends, cfg.max_application_names);
     Ok(Sample {
         at_unix: unix_now(),
         limits,
