@@ -17,6 +17,7 @@ pub mod activity;
 pub mod connect;
 pub mod query;
 pub mod settings;
+pub mod socket;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
