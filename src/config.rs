@@ -114,6 +114,13 @@ pub struct Config {
     pub http: HttpConfig,
     /// Pool store limits.
     pub pools: PoolsConfig,
+    /// This pod's IP (sidecar mode): backends whose `client_addr` is this IP belong to the
+    /// pod's application.
+    pub pod_ip: Option<std::net::IpAddr>,
+    /// The socket view; on in sidecar mode when there are peers to count.
+    pub socket: Option<SocketConfig>,
+    /// Analysis timing and thresholds.
+    pub analysis: AnalysisSettings,
     /// The watched database; `None` runs push-only.
     pub database: Option<DatabaseConfig>,
     /// Things worth a log line at start that are not errors.
@@ -136,6 +143,33 @@ pub struct PoolsConfig {
     pub expiry: Duration,
     /// Most pools tracked at once; pushes of new pools beyond it are rejected.
     pub max_pools: usize,
+}
+
+/// The socket view: this network namespace's TCP connections to the database.
+#[derive(Clone, Debug)]
+pub struct SocketConfig {
+    /// Database endpoints as `host:port`, resolved at every tick.
+    pub peers: Vec<String>,
+    /// Directory holding `tcp` and `tcp6` (tests point it at fixtures).
+    pub proc_net_dir: PathBuf,
+}
+
+/// When the analysis runs and the thresholds of its findings.
+#[derive(Clone, Debug)]
+pub struct AnalysisSettings {
+    /// Time between analysis ticks.
+    pub interval: Duration,
+    /// History kept per application for the trend.
+    pub window: Duration,
+    /// Idle in `ClientRead` longer than this while the pool says in use: checked out
+    /// and forgotten.
+    pub idle_in_use: Duration,
+    /// Added to the pool's max lifetime before a backend counts as over it.
+    pub lifetime_grace: Duration,
+    /// How long a disagreement between views must hold before it means a leak.
+    pub disagreement_hold: Duration,
+    /// Stuck connections listed per application.
+    pub top_n: usize,
 }
 
 /// The watched database and how the sampler treats its session.
@@ -363,6 +397,69 @@ pub const KEYS: &[Key] = &[
         kind: Kind::Count,
         default: "1000",
         env: &["POOLWATCH_POOLS_MAX_POOLS"],
+        flag: None,
+    },
+    Key {
+        path: "pod_ip",
+        kind: Kind::Text,
+        default: "-",
+        env: &["POOLWATCH_POD_IP", "POD_IP"],
+        flag: None,
+    },
+    Key {
+        path: "socket.peers",
+        kind: Kind::Text,
+        default: "-",
+        env: &["POOLWATCH_SOCKET_PEERS"],
+        flag: None,
+    },
+    Key {
+        path: "socket.proc_net_dir",
+        kind: Kind::Path,
+        default: "/proc/net",
+        env: &["POOLWATCH_SOCKET_PROC_NET_DIR"],
+        flag: None,
+    },
+    Key {
+        path: "analysis.interval_seconds",
+        kind: Kind::Seconds,
+        default: "-",
+        env: &["POOLWATCH_ANALYSIS_INTERVAL_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "analysis.window_seconds",
+        kind: Kind::Seconds,
+        default: "900",
+        env: &["POOLWATCH_ANALYSIS_WINDOW_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "analysis.idle_in_use_seconds",
+        kind: Kind::Seconds,
+        default: "60",
+        env: &["POOLWATCH_ANALYSIS_IDLE_IN_USE_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "analysis.lifetime_grace_seconds",
+        kind: Kind::Seconds,
+        default: "60",
+        env: &["POOLWATCH_ANALYSIS_LIFETIME_GRACE_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "analysis.disagreement_hold_seconds",
+        kind: Kind::Seconds,
+        default: "300",
+        env: &["POOLWATCH_ANALYSIS_DISAGREEMENT_HOLD_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "analysis.top_n",
+        kind: Kind::Count,
+        default: "20",
+        env: &["POOLWATCH_ANALYSIS_TOP_N"],
         flag: None,
     },
     Key {
@@ -753,6 +850,39 @@ impl Sources<'_> {
             max_pools: self.count("pools.max_pools", 1000),
         };
         let database = self.database(&mut warnings);
+        let pod_ip = match self.text("pod_ip").filter(|s| !s.is_empty()) {
+            Some(ip) => match ip.parse::<std::net::IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    self.bad("pod_ip", "an IP address");
+                    None
+                }
+            },
+            None => None,
+        };
+        let socket = self.socket(mode, database.as_ref(), &mut warnings);
+        let analysis = AnalysisSettings {
+            interval: self
+                .opt_seconds("analysis.interval_seconds")
+                .unwrap_or_else(|| {
+                    database
+                        .as_ref()
+                        .map(|d| d.interval)
+                        .unwrap_or(Duration::from_secs(15))
+                }),
+            window: self.seconds("analysis.window_seconds", 900.0),
+            idle_in_use: self.seconds("analysis.idle_in_use_seconds", 60.0),
+            lifetime_grace: self.seconds("analysis.lifetime_grace_seconds", 60.0),
+            disagreement_hold: self.seconds("analysis.disagreement_hold_seconds", 300.0),
+            top_n: self.count("analysis.top_n", 20),
+        };
+        if analysis.window < analysis.interval * 4 {
+            self.problem(format!(
+                "analysis.window_seconds ({}) must hold at least 4 analysis intervals ({} s each)",
+                analysis.window.as_secs_f64(),
+                analysis.interval.as_secs_f64()
+            ));
+        }
         if self.problems.is_empty() {
             Ok(Config {
                 mode,
@@ -764,6 +894,9 @@ impl Sources<'_> {
                 log_format,
                 http,
                 pools,
+                pod_ip,
+                socket,
+                analysis,
                 database,
                 warnings,
             })
@@ -927,6 +1060,48 @@ impl Sources<'_> {
         })
     }
 
+    fn socket(
+        &mut self,
+        mode: Mode,
+        db: Option<&DatabaseConfig>,
+        warnings: &mut Vec<String>,
+    ) -> Option<SocketConfig> {
+        let dir = PathBuf::from(
+            self.text("socket.proc_net_dir")
+                .unwrap_or_else(|| "/proc/net".into()),
+        );
+        let explicit = self.text("socket.peers");
+        let peers: Vec<String> = match &explicit {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => db.and_then(database_peer).into_iter().collect(),
+        };
+        for p in &peers {
+            let ok = p
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                self.bad("socket.peers", "a comma-separated list of host:port");
+                return None;
+            }
+        }
+        match mode {
+            Mode::Sidecar if !peers.is_empty() => Some(SocketConfig {
+                peers,
+                proc_net_dir: dir,
+            }),
+            Mode::Central if explicit.is_some() && !peers.is_empty() => {
+                warnings.push("socket.peers is ignored in central mode: the socket view counts a pod's own connections".into());
+                None
+            }
+            _ => None,
+        }
+    }
+
     /// As libpq: environment variables give what the URL does not.
     fn fill_from_libpq_env(&mut self, pg: &mut tokio_postgres::Config) {
         if pg.get_hosts().is_empty() {
@@ -972,6 +1147,20 @@ struct UrlParams {
     sslmode: Option<String>,
     sslrootcert: Option<String>,
     application_name: bool,
+}
+
+/// The database's first TCP endpoint as `host:port`, the default socket peer.
+fn database_peer(db: &DatabaseConfig) -> Option<String> {
+    let host = db.pg.get_hosts().iter().find_map(|h| match h {
+        tokio_postgres::config::Host::Tcp(s) => Some(s.clone()),
+        tokio_postgres::config::Host::Unix(_) => None,
+    })?;
+    let port = db.pg.get_ports().first().copied().unwrap_or(5432);
+    Some(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
 }
 
 /// Removes `sslmode`, `sslrootcert` and `application_name` from a URL's query string.
@@ -1253,6 +1442,61 @@ mod tests {
         assert!(opts.contains("lock_timeout=500"), "{opts}");
         assert_eq!(db.pg.get_connect_timeout(), Some(&Duration::from_secs(5)));
         assert_eq!(db.reconnect_max_backoff, db.interval);
+    }
+
+    #[test]
+    fn sidecar_socket_view_pod_ip_and_analysis_defaults() {
+        let e = [("POD_IP", "10.1.2.3"), ("POD_NAME", "api-1")];
+        let c = load_with(Some("mode: sidecar\ndatabase:\n  url: postgres://u@db.internal:6432/d\n  interval_seconds: 10\n"), &[], &e).unwrap();
+        assert_eq!(c.pod_ip, Some("10.1.2.3".parse().unwrap()));
+        let sock = c.socket.expect("socket view on in sidecar mode");
+        assert_eq!(
+            sock.peers,
+            vec!["db.internal:6432".to_string()],
+            "the database is the default peer"
+        );
+        assert_eq!(sock.proc_net_dir, PathBuf::from("/proc/net"));
+        assert_eq!(
+            c.analysis.interval,
+            Duration::from_secs(10),
+            "analysis follows the sample interval"
+        );
+        assert_eq!(c.analysis.window, Duration::from_secs(900));
+
+        // Fleet scale: a sidecar with no database session counts sockets to given peers.
+        let c = load_with(
+            Some("mode: sidecar\nsocket:\n  peers: 10.0.0.5:5432, db2:5433\n"),
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.socket.unwrap().peers,
+            vec!["10.0.0.5:5432".to_string(), "db2:5433".to_string()]
+        );
+        assert_eq!(c.analysis.interval, Duration::from_secs(15));
+
+        // Central mode has no socket view.
+        let c = load_with(
+            Some("database:\n  url: postgres://u@db/d\nsocket:\n  peers: db:5432\n"),
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert!(c.socket.is_none());
+        assert_eq!(c.warnings.len(), 1);
+
+        for (file, needle) in [
+            ("pod_ip: not-an-ip\n", "pod_ip"),
+            ("socket:\n  peers: db\n", "host:port"),
+            (
+                "analysis:\n  interval_seconds: 60\n  window_seconds: 120\n",
+                "at least 4 analysis intervals",
+            ),
+        ] {
+            let err = load_with(Some(file), &[], &[]).expect_err(file);
+            assert!(err.to_string().contains(needle), "{file}: {err}");
+        }
     }
 
     #[test]
