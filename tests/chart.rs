@@ -1,0 +1,774 @@
+//! The Helm chart (helm/poolwatch) and the Dockerfile, checked by the real tools.
+//!
+//! - `helm lint --strict` and `helm template` for every `helm/poolwatch/ci/*-values.yaml` and
+//!   for the sidecar example chart, through helm/tools/helmtool.py (Helm's own Go library from
+//!   the PyPI package helm-python-sdk: no helm binary can be installed here);
+//! - the rendered manifests validated with `kubernetes-validate --strict` against the oldest
+//!   Kubernetes the chart supports and a current one;
+//! - the sidecar snippet in both forms, the central Deployment's Secret file and checksums,
+//!   the ConfigMap'd configuration accepted by `poolwatch check-config`;
+//! - the PrometheusRule equal to the rules after overrides, and accepted by `promtool check
+//!   rules` (on test data now, and on alerts/poolwatch.rules.yaml once it exists);
+//! - `hadolint` on the Dockerfile.
+//!
+//! `.ci/install-chart-tools.sh` installs the tools. A test whose tool is missing is skipped
+//! with a message, unless the environment variable CI is set: then it fails.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Oldest Kubernetes the chart supports (Chart.yaml kubeVersion: native sidecars on by
+/// default), and the newest that kubernetes-validate knows.
+const KUBE_VERSIONS: [&str; 2] = ["1.29.0", "1.37.0"];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> PathBuf {
+    repo().join("helm/poolwatch")
+}
+
+fn example_chart() -> PathBuf {
+    repo().join("helm/examples/sidecar-app")
+}
+
+fn testdata(name: &str) -> PathBuf {
+    repo().join("helm/tools/testdata").join(name)
+}
+
+/// The chart's ci/*-values.yaml files, sorted.
+fn ci_values() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(chart().join("ci"))
+        .expect("helm/poolwatch/ci exists")
+        .map(|entry| entry.expect("readable ci/ entry").path())
+        .filter(|path| path.to_string_lossy().ends_with("-values.yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A tool the tests run, and how to tell that it is there.
+#[derive(Clone, Copy)]
+enum Tool {
+    /// python3 with helm-python-sdk and PyYAML (helm/tools/helmtool.py).
+    Helm,
+    KubernetesValidate,
+    Hadolint,
+    Promtool,
+}
+
+impl Tool {
+    fn probe(self) -> Command {
+        let mut command;
+        match self {
+            Tool::Helm => {
+                command = Command::new("python3");
+                command.args(["-c", "import helm_python, yaml"]);
+            }
+            Tool::KubernetesValidate => {
+                command = Command::new("kubernetes-validate");
+                command.arg("--version");
+            }
+            Tool::Hadolint => {
+                command = Command::new("hadolint");
+                command.arg("--version");
+            }
+            Tool::Promtool => {
+                command = Command::new("promtool");
+                command.arg("--version");
+            }
+        }
+        command
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Helm => "python3 with helm-python-sdk and PyYAML",
+            Tool::KubernetesValidate => "kubernetes-validate",
+            Tool::Hadolint => "hadolint",
+            Tool::Promtool => "promtool",
+        }
+    }
+}
+
+/// True when every tool is there. When one is missing: false after a message, so that the
+/// test returns early; but under CI (the variable CI set) a panic, so that CI cannot pass
+/// without having run the check.
+fn have(test: &str, tools: &[Tool]) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|tool| {
+            !tool
+                .probe()
+                .output()
+                .map(|out| out.status.success())
+                .unwrap_or(false)
+        })
+        .map(|tool| tool.name())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!(
+        "{test}: missing {}; run .ci/install-chart-tools.sh",
+        missing.join(", ")
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{message} (CI is set, so this fails instead of skipping)");
+    }
+    eprintln!("SKIPPED {message}");
+    false
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Panics with the command's output unless it exited 0; returns stdout.
+fn succeed(command: &mut Command) -> String {
+    let out = run(command);
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn helmtool(args: &[&str]) -> Command {
+    let mut command = Command::new("python3");
+    command
+        .arg(repo().join("helm/tools/helmtool.py"))
+        .args(args)
+        .current_dir(repo());
+    command
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// `helm template` output for a chart with the given values files and extra arguments.
+fn template(chart: &Path, values: &[&Path], extra: &[&str]) -> String {
+    let mut args = vec!["template", path_str(chart)];
+    for file in values {
+        args.extend(["-f", path_str(file)]);
+    }
+    args.extend(extra);
+    succeed(&mut helmtool(&args))
+}
+
+/// A directory under the target directory, fresh for one test.
+fn scratch_dir(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chart-{test}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// The documents of a YAML stream whose kind is `kind`.
+fn docs_of_kind<'a>(stream: &'a str, kind: &str) -> Vec<&'a str> {
+    let wanted = format!("\nkind: {kind}\n");
+    stream
+        .split("\n---\n")
+        .filter(|doc| format!("\n{doc}\n").contains(&wanted))
+        .collect()
+}
+
+/// The lines of the block under the first line equal (after indentation) to `key`: every
+/// following line indented deeper than it. Panics when the key is absent.
+fn block<'a>(doc: &'a str, key: &str) -> Vec<&'a str> {
+    let mut lines = doc.lines();
+    let start = lines
+        .by_ref()
+        .find(|line| line.trim() == key)
+        .unwrap_or_else(|| panic!("no line {key:?} in:\n{doc}"));
+    let indent = start.len() - start.trim_start().len();
+    lines
+        .take_while(|line| line.trim().is_empty() || line.len() - line.trim_start().len() > indent)
+        .collect()
+}
+
+/// The lines of the list item that starts with the line `first` (after indentation).
+fn list_item<'a>(lines: &[&'a str], first: &str) -> Vec<&'a str> {
+    let start = lines
+        .iter()
+        .position(|line| line.trim() == first)
+        .unwrap_or_else(|| panic!("no item {first:?} in:\n{}", lines.join("\n")));
+    let indent = lines[start].len() - lines[start].trim_start().len();
+    let mut item = vec![lines[start]];
+    item.extend(lines[start + 1..].iter().take_while(|line| {
+        line.trim().is_empty() || line.len() - line.trim_start().len() > indent
+    }));
+    item
+}
+
+fn has_line(lines: &[&str], wanted: &str) -> bool {
+    lines.iter().any(|line| line.trim() == wanted)
+}
+
+/// Validates a rendered stream with kubernetes-validate --strict for each KUBE_VERSIONS and
+/// checks that every document was either validated or is one of the Prometheus Operator's
+/// custom resources (for which kubernetes-validate has no schema).
+fn kubernetes_validate(file: &Path) {
+    let stream = std::fs::read_to_string(file).expect("rendered file");
+    let documents = stream.matches("\nkind: ").count();
+    for version in KUBE_VERSIONS {
+        let out = succeed(
+            Command::new("kubernetes-validate")
+                .args(["--strict", "-k", version])
+                .arg(file),
+        );
+        let passed = out
+            .lines()
+            .filter(|l| l.contains(" passed for resource "))
+            .count();
+        let crds = out
+            .lines()
+            .filter(|l| l.contains("Couldn't find schema for kind"))
+            .inspect(|l| {
+                assert!(
+                    l.contains("api version monitoring.coreos.com/v1"),
+                    "only the Prometheus Operator's kinds may lack a schema: {l}"
+                )
+            })
+            .count();
+        assert_eq!(
+            passed + crds,
+            documents,
+            "{}: every document is validated against {version}:\n{out}",
+            file.display()
+        );
+        assert!(documents > 0, "nothing rendered in {}", file.display());
+    }
+}
+
+#[test]
+fn helm_lint_strict_passes_for_every_ci_values_file() {
+    if !have(
+        "helm_lint_strict_passes_for_every_ci_values_file",
+        &[Tool::Helm],
+    ) {
+        return;
+    }
+    let files = ci_values();
+    let names: BTreeSet<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for wanted in [
+        "central-values.yaml",
+        "central-existing-secret-values.yaml",
+        "sidecar-values.yaml",
+    ] {
+        assert!(
+            names.contains(wanted),
+            "helm/poolwatch/ci/{wanted} is missing"
+        );
+    }
+    let chart = chart();
+    let mut runs: Vec<Vec<&str>> = vec![vec!["lint", path_str(&chart)]];
+    for file in &files {
+        runs.push(vec!["lint", path_str(&chart), "-f", path_str(file)]);
+    }
+    let example = example_chart();
+    runs.push(vec!["lint", path_str(&example)]);
+    runs.push(vec![
+        "lint",
+        path_str(&example),
+        "--set",
+        "nativeSidecar=false",
+    ]);
+    for args in runs {
+        let out = succeed(&mut helmtool(&args));
+        assert!(
+            out.contains("1 chart(s) linted, 0 chart(s) failed"),
+            "{args:?}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn lint_fails_on_values_the_schema_rejects() {
+    if !have("lint_fails_on_values_the_schema_rejects", &[Tool::Helm]) {
+        return;
+    }
+    for bad in [
+        "mode=daemonset",
+        "sidecar.pushAddress=10.0.0.1:19188",
+        "unknownKey=1",
+    ] {
+        let out = run(&mut helmtool(&[
+            "template",
+            path_str(&chart()),
+            "--set",
+            bad,
+        ]));
+        assert!(
+            !out.status.success(),
+            "values {bad} should be rejected:\n{}",
+            text(&out.stdout)
+        );
+    }
+    // Sidecar mode without a pod selector would scrape nothing: the render says so.
+    let out = run(&mut helmtool(&[
+        "template",
+        path_str(&chart()),
+        "--set",
+        "mode=sidecar",
+    ]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("podMonitor.selector"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn rendered_manifests_pass_kubernetes_validate_strict() {
+    if !have(
+        "rendered_manifests_pass_kubernetes_validate_strict",
+        &[Tool::Helm, Tool::KubernetesValidate],
+    ) {
+        return;
+    }
+    let dir = scratch_dir("validate");
+    let mut rendered = Vec::new();
+    for file in ci_values() {
+        let name = file
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace("-values", "");
+        let out = dir.join(name);
+        std::fs::write(&out, template(&chart(), &[&file], &[])).unwrap();
+        rendered.push(out);
+    }
+    // With test data as the rules and a dashboard, so that those objects are validated too.
+    let out = dir.join("with-rules-and-dashboards.yaml");
+    let stream = template(
+        &chart(),
+        &[&chart().join("ci/sidecar-values.yaml")],
+        &[
+            "--alerts",
+            path_str(&testdata("rules.yaml")),
+            "--dashboard",
+            path_str(&testdata("dashboard.json")),
+        ],
+    );
+    assert_eq!(docs_of_kind(&stream, "PrometheusRule").len(), 1, "{stream}");
+    assert_eq!(docs_of_kind(&stream, "ConfigMap").len(), 1, "{stream}");
+    std::fs::write(&out, stream).unwrap();
+    rendered.push(out);
+    for native in ["true", "false"] {
+        let out = dir.join(format!("sidecar-app-native-{native}.yaml"));
+        let set = format!("nativeSidecar={native}");
+        std::fs::write(&out, template(&example_chart(), &[], &["--set", &set])).unwrap();
+        rendered.push(out);
+    }
+    for file in &rendered {
+        kubernetes_validate(file);
+    }
+
+    // The check can fail: a field Kubernetes does not know is rejected under --strict.
+    let bad = dir.join("unknown-field.yaml");
+    let stream = template(
+        &chart(),
+        &[],
+        &["--set", "extraEnv[0].name=A,extraEnv[0].bogus=1"],
+    );
+    std::fs::write(&bad, stream).unwrap();
+    let out = run(Command::new("kubernetes-validate")
+        .args(["--strict", "-k", KUBE_VERSIONS[0]])
+        .arg(&bad));
+    assert!(
+        !out.status.success() && text(&out.stdout).contains("'bogus' was unexpected"),
+        "kubernetes-validate should reject the unknown field env[0].bogus:\n{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn sidecar_native_form_runs_as_init_container_with_restart_policy_always() {
+    if !have("sidecar_native_form", &[Tool::Helm]) {
+        return;
+    }
+    let stream = template(&example_chart(), &[], &["--set", "nativeSidecar=true"]);
+    let deployments = docs_of_kind(&stream, "Deployment");
+    assert_eq!(deployments.len(), 1, "{stream}");
+    let init = block(deployments[0], "initContainers:");
+    assert!(has_line(&init, "- name: poolwatch"), "{init:#?}");
+    assert!(has_line(&init, "restartPolicy: Always"), "{init:#?}");
+    assert_downward_api_and_loopback(&init);
+    // A startup probe holds the application's containers back until the sidecar listens.
+    assert!(has_line(&init, "startupProbe:"), "{init:#?}");
+    let containers = block(deployments[0], "containers:");
+    assert!(
+        !has_line(&containers, "- name: poolwatch"),
+        "{containers:#?}"
+    );
+    // The application is told the loopback push address.
+    assert!(
+        has_line(
+            &containers,
+            "value: http://127.0.0.1:19188/api/v1/pools/shop-api/primary"
+        ),
+        "{containers:#?}"
+    );
+    // The PodMonitor scrapes the sidecar's port by the name the container gives it.
+    let monitors = docs_of_kind(&stream, "PodMonitor");
+    assert_eq!(monitors.len(), 1, "{stream}");
+    assert!(has_line(
+        &block(monitors[0], "podMetricsEndpoints:"),
+        "- port: poolwatch"
+    ));
+    assert!(has_line(&init, "containerPort: 19187"), "{init:#?}");
+    assert!(has_line(
+        &block(monitors[0], "podMetricsEndpoints:"),
+        "honorLabels: true"
+    ));
+}
+
+#[test]
+fn sidecar_classic_form_is_an_extra_container() {
+    if !have("sidecar_classic_form", &[Tool::Helm]) {
+        return;
+    }
+    let stream = template(&example_chart(), &[], &["--set", "nativeSidecar=false"]);
+    let deployment = docs_of_kind(&stream, "Deployment")[0];
+    assert!(!deployment.contains("initContainers:"), "{deployment}");
+    assert!(!deployment.contains("restartPolicy:"), "{deployment}");
+    let containers = block(deployment, "containers:");
+    let sidecar = list_item(&containers, "- name: poolwatch");
+    assert!(!has_line(
+        &list_item(&containers, "- name: api"),
+        "- --mode=sidecar"
+    ));
+    assert_downward_api_and_loopback(&sidecar);
+
+    // NOTES of a sidecar-mode release tell the next step: the include.
+    let notes = template(
+        &chart(),
+        &[&chart().join("ci/sidecar-values.yaml")],
+        &["--notes"],
+    );
+    assert!(
+        notes.contains("include \"poolwatch.sidecar.initContainer\""),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("http://127.0.0.1:19188/api/v1/pools/<app>/<pool>"),
+        "{notes}"
+    );
+}
+
+/// The sidecar's env from the downward API, its push listener on loopback, restricted
+/// security context.
+fn assert_downward_api_and_loopback(container: &[&str]) {
+    let joined = container.join("\n");
+    for (name, field) in [("POD_NAME", "metadata.name"), ("POD_IP", "status.podIP")] {
+        let wanted = format!(
+            "- name: {name}\n{0}  valueFrom:\n{0}    fieldRef:\n{0}      fieldPath: {field}",
+            " ".repeat(
+                container
+                    .iter()
+                    .find(|l| l.trim() == format!("- name: {name}"))
+                    .map(|l| l.len() - l.trim_start().len())
+                    .unwrap_or_else(|| panic!("no env {name}:\n{joined}"))
+            )
+        );
+        assert!(
+            joined.contains(&wanted),
+            "{name} from the downward API:\n{joined}"
+        );
+    }
+    assert!(has_line(container, "- --mode=sidecar"), "{joined}");
+    assert!(
+        has_line(container, "- --push-listen=127.0.0.1:19188"),
+        "{joined}"
+    );
+    for line in [
+        "readOnlyRootFilesystem: true",
+        "runAsNonRoot: true",
+        "allowPrivilegeEscalation: false",
+        "- ALL",
+        "type: RuntimeDefault",
+    ] {
+        assert!(has_line(container, line), "{line} in:\n{joined}");
+    }
+}
+
+#[test]
+fn central_mode_mounts_the_database_secret_as_a_file() {
+    if !have(
+        "central_mode_mounts_the_database_secret_as_a_file",
+        &[Tool::Helm],
+    ) {
+        return;
+    }
+    // URL in the values: the chart creates the Secret, and a checksum rolls the pods.
+    let stream = template(&chart(), &[&chart().join("ci/central-values.yaml")], &[]);
+    let deployment = docs_of_kind(&stream, "Deployment")[0];
+    let secret = docs_of_kind(&stream, "Secret");
+    assert_eq!(secret.len(), 1, "{stream}");
+    assert!(secret[0].contains("  database-url: "), "{}", secret[0]);
+    for line in [
+        "- --mode=central",
+        "- --database-url-file=/etc/poolwatch/secret/database-url",
+        "- --config=/etc/poolwatch/config/poolwatch.yaml",
+        "secretName: poolwatch-database",
+        "path: /healthz",
+        "path: /readyz",
+        "readOnlyRootFilesystem: true",
+        "runAsNonRoot: true",
+    ] {
+        assert!(
+            deployment.lines().any(|l| l.trim() == line),
+            "{line}:\n{deployment}"
+        );
+    }
+    for annotation in ["checksum/secret: ", "checksum/config: "] {
+        assert!(
+            deployment.contains(annotation),
+            "{annotation}:\n{deployment}"
+        );
+    }
+    assert!(
+        !deployment.contains("postgres://"),
+        "the URL stays in the Secret"
+    );
+    let monitor = docs_of_kind(&stream, "ServiceMonitor");
+    assert_eq!(monitor.len(), 1);
+    assert!(has_line(
+        &block(monitor[0], "endpoints:"),
+        "honorLabels: true"
+    ));
+
+    // An existing Secret: mounted by name and key, no Secret rendered, no checksum of it.
+    let stream = template(
+        &chart(),
+        &[&chart().join("ci/central-existing-secret-values.yaml")],
+        &[],
+    );
+    let deployment = docs_of_kind(&stream, "Deployment")[0];
+    assert!(docs_of_kind(&stream, "Secret").is_empty(), "{stream}");
+    assert!(has_line(
+        &deployment.lines().collect::<Vec<_>>(),
+        "secretName: orders-db-poolwatch"
+    ));
+    assert!(
+        deployment.contains("- --database-url-file=/etc/poolwatch/secret/url"),
+        "{deployment}"
+    );
+    assert!(!deployment.contains("checksum/secret"), "{deployment}");
+    assert!(
+        deployment.contains("image: registry.example.com/platform/poolwatch@sha256:"),
+        "{deployment}"
+    );
+
+    // Neither: push-only, and no file to read.
+    let stream = template(&chart(), &[], &[]);
+    assert!(!stream.contains("--database-url-file"), "{stream}");
+}
+
+#[test]
+fn configuration_from_values_passes_check_config() {
+    if !have(
+        "configuration_from_values_passes_check_config",
+        &[Tool::Helm],
+    ) {
+        return;
+    }
+    let stream = template(&chart(), &[&chart().join("ci/central-values.yaml")], &[]);
+    let configmap = docs_of_kind(&stream, "ConfigMap")[0];
+    let lines = block(configmap, "poolwatch.yaml: |");
+    let indent = lines
+        .iter()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .expect("configuration is not empty");
+    let config: String = lines
+        .iter()
+        .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
+        .collect();
+    let file = scratch_dir("check-config").join("poolwatch.yaml");
+    std::fs::write(&file, &config).unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_poolwatch"))
+        .arg("check-config")
+        .arg(&file)
+        .env_remove("DATABASE_URL")
+        .env_remove("POOLWATCH_CONFIG"));
+    assert!(
+        out.status.success(),
+        "poolwatch check-config rejected the chart's configuration:\n{config}\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn prometheus_rule_equals_the_rules_after_overrides_and_passes_promtool() {
+    if !have(
+        "prometheus_rule_equals_the_rules_after_overrides_and_passes_promtool",
+        &[Tool::Helm, Tool::Promtool],
+    ) {
+        return;
+    }
+    let dir = scratch_dir("rules");
+    let chart = chart();
+    let check = |rules: &Path, values: &[&Path], out: &Path| {
+        let mut args = vec![
+            "rules",
+            path_str(&chart),
+            "--rules",
+            path_str(rules),
+            "-o",
+            path_str(out),
+        ];
+        for file in values {
+            args.extend(["-f", path_str(file)]);
+        }
+        let stdout = succeed(&mut helmtool(&args));
+        assert!(
+            stdout.contains("equal the source after overrides"),
+            "{stdout}"
+        );
+        let checked = succeed(Command::new("promtool").args(["check", "rules"]).arg(out));
+        assert!(checked.contains("SUCCESS"), "{checked}");
+    };
+
+    // Test data: every kind of override, checked against an independent computation.
+    let out = dir.join("fixture.rules.yaml");
+    check(
+        &testdata("rules.yaml"),
+        &[&testdata("rules-values.yaml")],
+        &out,
+    );
+    let rendered = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        rendered.contains("fixture:poolwatch_pool_in_use_ratio > 0.9"),
+        "{rendered}"
+    );
+    assert!(
+        !rendered.contains("FixtureSamplerDown"),
+        "a disabled rule: {rendered}"
+    );
+
+    // An override naming no rule, or a threshold the expression lacks, fails the render.
+    let bad_name = dir.join("bad-name.yaml");
+    std::fs::write(&bad_name, "prometheusRule:\n  enabled: true\n  rules:\n    FixtureNoSuchAlert:\n      severity: critical\n").unwrap();
+    let bad_threshold = dir.join("bad-threshold.yaml");
+    std::fs::write(&bad_threshold, "prometheusRule:\n  enabled: true\n  rules:\n    FixtureSamplerDown:\n      thresholds:\n        \"== 2\": \"== 3\"\n").unwrap();
+    for (values, message) in [
+        (&bad_name, "no rule of that name"),
+        (&bad_threshold, "does not occur in the rule's expression"),
+    ] {
+        let out = run(&mut helmtool(&[
+            "rules",
+            path_str(&chart),
+            "--rules",
+            path_str(&testdata("rules.yaml")),
+            "-f",
+            path_str(values),
+        ]));
+        assert!(!out.status.success(), "{} was accepted", values.display());
+        assert!(text(&out.stderr).contains(message), "{}", text(&out.stderr));
+    }
+
+    // The shipped rules, once alerts/ has them, with each ci values file that enables them.
+    let shipped = repo().join("alerts/poolwatch.rules.yaml");
+    if !shipped.exists() {
+        eprintln!("alerts/poolwatch.rules.yaml does not exist yet: only the test data was checked");
+        return;
+    }
+    for file in ci_values() {
+        let values = std::fs::read_to_string(&file).unwrap();
+        if !values.contains("prometheusRule:") {
+            continue;
+        }
+        let out = dir.join(file.file_name().unwrap());
+        check(&shipped, &[&file], &out);
+    }
+}
+
+#[test]
+fn dashboards_become_labelled_configmaps() {
+    if !have("dashboards_become_labelled_configmaps", &[Tool::Helm]) {
+        return;
+    }
+    let stream = template(
+        &chart(),
+        &[],
+        &[
+            "--set",
+            "dashboards.enabled=true",
+            "--set",
+            "dashboards.folder=Databases",
+            "--dashboard",
+            path_str(&testdata("dashboard.json")),
+        ],
+    );
+    let maps = docs_of_kind(&stream, "ConfigMap");
+    assert_eq!(maps.len(), 1, "{stream}");
+    let lines: Vec<&str> = maps[0].lines().collect();
+    assert!(
+        has_line(&lines, "name: poolwatch-dashboard-dashboard"),
+        "{}",
+        maps[0]
+    );
+    assert!(has_line(&lines, "grafana_dashboard: \"1\""), "{}", maps[0]);
+    assert!(has_line(&lines, "grafana_folder: Databases"), "{}", maps[0]);
+    assert!(
+        has_line(&lines, "\"uid\": \"poolwatch-fixture\","),
+        "{}",
+        maps[0]
+    );
+
+    // The repository's own dashboards, once dashboards/ has them: one ConfigMap each.
+    let count = std::fs::read_dir(repo().join("dashboards"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+        .unwrap_or(0);
+    let stream = template(&chart(), &[], &["--set", "dashboards.enabled=true"]);
+    assert_eq!(docs_of_kind(&stream, "ConfigMap").len(), count, "{stream}");
+}
+
+#[test]
+fn dockerfile_passes_hadolint() {
+    if !have("dockerfile_passes_hadolint", &[Tool::Hadolint]) {
+        return;
+    }
+    let out = run(Command::new("hadolint").arg(repo().join("Dockerfile")));
+    assert!(
+        out.status.success(),
+        "hadolint:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    for line in [
+        "FROM scratch",
+        "USER 65534:65534",
+        "EXPOSE 19187",
+        "ENTRYPOINT [\"/poolwatch\"]",
+    ] {
+        assert!(
+            dockerfile.lines().any(|l| l == line),
+            "Dockerfile lacks {line:?}"
+        );
+    }
+}
