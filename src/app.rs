@@ -12,9 +12,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::http::{self, push::IngestMetrics, Ctx, Routes};
-use crate::metrics::{self, pools::PoolCollector, server::ServerCollector};
+use crate::metrics::{self, apps::AppCollector, pools::PoolCollector, server::ServerCollector};
 use crate::sampler::Sampler;
 use crate::store::Store;
+use crate::tick::{Report, Ticker};
 
 /// The bound listeners: metrics, and push when it has an address of its own.
 pub struct Listeners {
@@ -68,6 +69,10 @@ pub struct Core {
     pub ingest: IngestMetrics,
     /// The sampler, when a database is configured.
     pub sampler: Option<Sampler>,
+    /// The analysis task.
+    pub ticker: Ticker,
+    /// Its reports.
+    pub reports: tokio::sync::watch::Receiver<Arc<Report>>,
 }
 
 impl Core {
@@ -81,19 +86,23 @@ impl Core {
         )?);
         metrics::register(&registry, PoolCollector::new(store.clone()))?;
         let ingest = IngestMetrics::register(&registry)?;
-        let sampler = match cfg.database.clone() {
+        let (sampler, server_rx) = match cfg.database.clone() {
             Some(db) => {
                 let (sampler, rx) = Sampler::register(&registry, db)?;
-                metrics::register(&registry, ServerCollector::new(rx))?;
-                Some(sampler)
+                metrics::register(&registry, ServerCollector::new(rx.clone()))?;
+                (Some(sampler), Some(rx))
             }
-            None => None,
+            None => (None, None),
         };
+        let (ticker, reports) = Ticker::new(cfg, store.clone(), server_rx);
+        metrics::register(&registry, AppCollector::new(reports.clone()))?;
         Ok(Core {
             registry,
             store,
             ingest,
             sampler,
+            ticker,
+            reports,
         })
     }
 }
@@ -109,6 +118,8 @@ pub async fn run(
         store,
         ingest,
         sampler,
+        ticker,
+        reports,
     } = Core::new(&cfg)?;
     let background = TaskTracker::new();
     let sampler_cancel = CancellationToken::new();
@@ -120,10 +131,12 @@ pub async fn run(
             "no database configured (database.url, database.url_file or PGHOST/PGUSER/PGDATABASE): running push-only, server view off"
         ),
     }
+    background.spawn(ticker.run(sampler_cancel.clone()));
     let ctx = Arc::new(Ctx {
         registry,
         store,
         ingest,
+        reports,
         http: cfg.http.clone(),
         default_instance: cfg.instance.clone(),
         ready: AtomicBool::new(true),

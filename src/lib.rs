@@ -7,8 +7,12 @@
 //! ```text
 //! app ── push ──> http::push ──> ingest (parse, validate) ──> store (latest per app/pool/instance)
 //! PostgreSQL ──── sampler (every interval) ──> watch channel of Arc<ServerState>
+//! /proc/net/tcp ─ tick (sidecar) ─┐
+//!                                 v  every analysis interval
+//!          tick: analysis::Analyzer (pure: attribute, compare, trend) ──> Arc<Report>
 //!                                   │
-//! GET /metrics ── metrics::collector renders store + latest ServerState (never the database)
+//! GET /metrics ── metrics renders store + ServerState + Report (never the database)
+//! GET /api/v1/connections ── the Report's stuck backends
 //! ```
 //!
 //! Modules:
@@ -17,9 +21,13 @@
 //! - [`http`]: the hyper server and its routes.
 //! - [`ingest`]: push formats, each producing validated [`ingest::PoolSnapshot`]s.
 //! - [`store`]: the latest pool snapshots, with expiry and a cap.
-//! - [`sampler`]: the PostgreSQL session supervisor and the server view it publishes.
+//! - [`sampler`]: the PostgreSQL session supervisor and the server view it publishes;
+//!   the socket view's `/proc/net/tcp` parser.
+//! - [`analysis`]: pure leak analysis: attribution, view comparison, trend, verdict.
+//! - [`tick`]: the task that feeds the analysis every interval and publishes its report.
 //! - [`metrics`]: registry setup and the collectors that render the latest state.
 
+pub mod analysis;
 pub mod app;
 pub mod config;
 pub mod http;
@@ -27,6 +35,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod sampler;
 pub mod store;
+pub mod tick;
 
 /// The version baked into `poolwatch_build_info` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

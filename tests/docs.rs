@@ -9,13 +9,17 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(format!("{ROOT}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Metric family names in the golden `/metrics` file.
+/// Metric family names in the golden `/metrics` files (central and sidecar mode).
 fn exported() -> BTreeSet<String> {
-    read("tests/golden/metrics.txt")
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .map(|l| l.split(' ').next().unwrap().to_string())
-        .collect()
+    [
+        read("tests/golden/metrics.txt"),
+        read("tests/golden/metrics-sidecar.txt"),
+    ]
+    .concat()
+    .lines()
+    .filter_map(|l| l.strip_prefix("# TYPE "))
+    .map(|l| l.split(' ').next().unwrap().to_string())
+    .collect()
 }
 
 fn mentioned(text: &str) -> BTreeSet<String> {

@@ -12,8 +12,15 @@ use poolwatch::ingest::{PoolKey, PoolPush, PoolSnapshot};
 use poolwatch::sampler::activity::{aggregate, Backend};
 use poolwatch::sampler::settings::Limits;
 use poolwatch::sampler::{Sample, ServerState};
+use poolwatch::tick::PeerSockets;
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics.txt");
+const GOLDEN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+
+/// The two deploy modes, each with its own golden file.
+const MODES: [(&str, &str); 2] = [
+    ("central", "metrics.txt"),
+    ("sidecar", "metrics-sidecar.txt"),
+];
 
 fn backend(pid: i32, app: &str, state: &str, ages: (f64, Option<f64>, f64)) -> Backend {
     let waiting = state.starts_with("idle");
@@ -41,14 +48,22 @@ fn backend(pid: i32, app: &str, state: &str, ages: (f64, Option<f64>, f64)) -> B
     }
 }
 
-fn render() -> String {
-    let flags = vec![(
+/// Renders `/metrics` after fixed pushes and thirty analysis ticks, in `mode`. In
+/// sidecar mode the pod is billing's (`pod_ip` 10.0.0.7, the fixtures' client address)
+/// and only billing pushes.
+fn render(mode: &str) -> String {
+    let mut flags = vec![(
         "database.url",
         "postgres://watcher:hunter2@db.example:5432/shop".to_string(),
     )];
+    if mode == "sidecar" {
+        flags.push(("mode", "sidecar".into()));
+        flags.push(("instance", "billing-7f9c-x2".into()));
+        flags.push(("pod_ip", "10.0.0.7".into()));
+    }
     let cfg = poolwatch::config::load(None, &flags, &|_| None).expect("valid");
-    let core = Core::new(&cfg).expect("core");
-    let pushes = vec![
+    let mut core = Core::new(&cfg).expect("core");
+    let mut pushes = vec![
         PoolPush {
             key: PoolKey {
                 app: "billing".into(),
@@ -87,6 +102,9 @@ fn render() -> String {
             },
         },
     ];
+    if mode == "sidecar" {
+        pushes.retain(|p| p.key.app == "billing");
+    }
     core.store
         .apply(pushes, Instant::now(), 1_800_000_000.5)
         .expect("stored");
@@ -107,25 +125,44 @@ fn render() -> String {
             ..Default::default()
         },
     ];
-    let sample = Sample {
-        at_unix: 1_800_000_001.0,
-        limits: Limits {
-            max_connections: 100,
-            reserved_connections: 3,
-            server_time_unix: 1_800_000_001.0,
-        },
-        aggregates: aggregate(&backends, 200),
-        backends,
-    };
-    core.sampler
-        .as_ref()
-        .expect("database configured")
-        .publish(ServerState {
-            up: true,
-            sample: Some(Arc::new(sample)),
-            last_success_unix: Some(1_800_000_001.0),
-            last_duration_seconds: Some(0.004),
-        });
+    // Thirty ticks, 15 s apart, during which billing leaks one connection per tick: idle
+    // in ClientRead, never returned. The analysis sees the climb, the disagreement with
+    // the pool, and the stuck backends.
+    let t0 = 1_800_000_001.0;
+    for tick in 0..=30u32 {
+        let now = t0 + 15.0 * f64::from(tick);
+        let mut rows = backends.clone();
+        for j in 0..tick {
+            let age = 15.0 * f64::from(tick - j) + 1.0;
+            rows.push(backend(200 + j as i32, "billing", "idle", (age, None, age)));
+        }
+        let sample = Sample {
+            at_unix: now,
+            limits: Limits {
+                max_connections: 100,
+                reserved_connections: 3,
+                server_time_unix: now,
+            },
+            aggregates: aggregate(&rows, 200),
+            backends: rows,
+        };
+        core.sampler
+            .as_ref()
+            .expect("database configured")
+            .publish(ServerState {
+                up: true,
+                sample: Some(Arc::new(sample)),
+                last_success_unix: Some(now),
+                last_duration_seconds: Some(0.004),
+            });
+        let sockets = vec![PeerSockets {
+            peer: "db.example:5432".into(),
+            states: [("established", 12), ("time_wait", 2)]
+                .into_iter()
+                .collect(),
+        }];
+        core.ticker.tick_at(now, Some(sockets));
+    }
     String::from_utf8(poolwatch::metrics::encode(&core.registry)).expect("utf-8")
 }
 
@@ -150,35 +187,38 @@ fn normalize(text: &str) -> String {
 }
 
 #[test]
-fn metrics_output_matches_golden_file() {
-    let text = render();
-    assert!(
-        text.contains("process_resident_memory_bytes "),
-        "process metrics present"
-    );
-    assert!(!text.contains("hunter2"));
-    let got = normalize(&text);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(GOLDEN, &got).expect("write golden file");
-        return;
-    }
-    let want = std::fs::read_to_string(GOLDEN)
-        .expect("tests/golden/metrics.txt (UPDATE_GOLDEN=1 creates it)");
-    if got != want {
-        let diff: Vec<String> = want
-            .lines()
-            .filter(|l| !got.lines().any(|g| g == *l))
-            .map(|l| format!("- {l}"))
-            .chain(
-                got.lines()
-                    .filter(|l| !want.lines().any(|w| w == *l))
-                    .map(|l| format!("+ {l}")),
-            )
-            .collect();
-        panic!(
-            "/metrics differs from {GOLDEN} (UPDATE_GOLDEN=1 to accept):\n{}",
-            diff.join("\n")
+fn metrics_output_matches_golden_files() {
+    for (mode, file) in MODES {
+        let path = format!("{GOLDEN_DIR}/{file}");
+        let text = render(mode);
+        assert!(
+            text.contains("process_resident_memory_bytes "),
+            "process metrics present"
         );
+        assert!(!text.contains("hunter2"));
+        let got = normalize(&text);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &got).expect("write golden file");
+            continue;
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{path} (UPDATE_GOLDEN=1 creates it)"));
+        if got != want {
+            let diff: Vec<String> = want
+                .lines()
+                .filter(|l| !got.lines().any(|g| g == *l))
+                .map(|l| format!("- {l}"))
+                .chain(
+                    got.lines()
+                        .filter(|l| !want.lines().any(|w| w == *l))
+                        .map(|l| format!("+ {l}")),
+                )
+                .collect();
+            panic!(
+                "/metrics differs from {path} (UPDATE_GOLDEN=1 to accept):\n{}",
+                diff.join("\n")
+            );
+        }
     }
 }
 
@@ -187,9 +227,11 @@ fn promtool_accepts_metrics_without_warnings() {
     let Some(promtool) = common::require_tool("promtool") else {
         return;
     };
-    let text = render();
-    let (ok, out) = common::promtool_check(&promtool, &text);
-    assert!(ok, "promtool check metrics:\n{out}");
+    for (mode, _) in MODES {
+        let text = render(mode);
+        let (ok, out) = common::promtool_check(&promtool, &text);
+        assert!(ok, "promtool check metrics ({mode}):\n{out}");
+    }
     // And the checker does catch a bad exposition: this test can fail.
     let (ok, out) =
         common::promtool_check(&promtool, "# TYPE poolwatch_bad counter\npoolwatch_bad 1\n");

@@ -3,6 +3,7 @@
 //! | method | path | listener | what |
 //! |---|---|---|---|
 //! | GET | `/metrics` | metrics | Prometheus text format 0.0.4; never touches the database |
+//! | GET | `/api/v1/connections` | metrics | the oldest stuck backends per application, JSON |
 //! | GET | `/healthz` | metrics | 200 while the process serves requests (liveness) |
 //! | GET | `/readyz` | metrics | 200 once started, 503 while shutting down (readiness) |
 //! | GET | `/` | both | a short page listing these endpoints |
@@ -14,6 +15,7 @@
 //! bodies are capped at `http.max_body_bytes`. On shutdown the listener closes at once
 //! and open connections get `shutdown_grace_seconds` to finish.
 
+pub mod connections;
 pub mod push;
 
 use std::convert::Infallible;
@@ -42,6 +44,8 @@ pub struct Ctx {
     pub store: Arc<Store>,
     /// Counters of push outcomes.
     pub ingest: push::IngestMetrics,
+    /// The analysis task's latest report, for `/api/v1/connections`.
+    pub reports: tokio::sync::watch::Receiver<Arc<crate::tick::Report>>,
     /// Body limit and timeouts.
     pub http: HttpConfig,
     /// `instance` for pushes that do not name one.
@@ -117,6 +121,10 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (routes.metrics, routes.push, segments.as_slice()) {
         (true, _, ["metrics"]) => get_only(&method, || metrics(ctx)),
+        (true, _, ["api", "v1", "connections"]) => {
+            let query = req.uri().query().map(str::to_string);
+            get_only(&method, || connections::get(ctx, query.as_deref()))
+        }
         (true, _, ["healthz"]) => get_only(&method, || text(StatusCode::OK, "ok\n")),
         (true, _, ["readyz"]) => get_only(&method, || {
             if ctx.ready.load(Ordering::Relaxed) {
@@ -171,7 +179,7 @@ fn index(routes: Routes) -> String {
         crate::VERSION
     );
     if routes.metrics {
-        s.push_str("GET  /metrics                     Prometheus metrics\nGET  /healthz                     liveness\nGET  /readyz                      readiness\n");
+        s.push_str("GET  /metrics                     Prometheus metrics\nGET  /api/v1/connections          stuck connections per application (?app=NAME)\nGET  /healthz                     liveness\nGET  /readyz                      readiness\n");
     }
     if routes.push {
         s.push_str("POST /api/v1/pools/{app}/{pool}   push one pool (canonical or sql.DBStats JSON)\nPOST /api/v1/pools                batch push\n");

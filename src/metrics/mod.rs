@@ -5,6 +5,7 @@
 //! data on every scrape ([`pools::PoolCollector`], [`server::ServerCollector`]), so a
 //! pool that expired or a database that went away leaves no stale series behind.
 
+pub mod apps;
 pub mod pools;
 pub mod server;
 

@@ -1,0 +1,115 @@
+//! The per-application join and the socket view, from the analysis task's latest
+//! [`Report`] at scrape time.
+//!
+//! Series, labels `app` and `instance` (the pod in sidecar mode, empty in central mode);
+//! a view that is not available has no series:
+//! `poolwatch_app_connections` (the largest of the views: what the trend follows),
+//! `poolwatch_app_server_connections`, `poolwatch_app_socket_connections`,
+//! `poolwatch_app_pool_open_connections`, `poolwatch_app_pool_in_use_connections`,
+//! `poolwatch_app_pool_max_open_connections`,
+//! `poolwatch_app_unaccounted_connections`, `poolwatch_app_idle_in_use_connections`,
+//! `poolwatch_app_over_max_lifetime_connections`, `poolwatch_app_pool_exhausted`,
+//! `poolwatch_app_connection_growth_per_second`,
+//! `poolwatch_app_exhaustion_eta_seconds{limit="pool|server"}` (absent when not
+//! climbing), `poolwatch_app_leak_suspected`, `poolwatch_app_leak_reason{reason}`;
+//! `poolwatch_socket_connections{instance, peer, state}`; and
+//! `poolwatch_analysis_tracked_apps`, `poolwatch_analysis_last_tick_timestamp_seconds`.
+
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use tokio::sync::watch;
+
+use super::{descs, Family, Spec};
+use crate::analysis::Reason;
+use crate::tick::Report;
+
+const L: &[&str] = &["app", "instance"];
+
+/// The families, in the order [`AppCollector::collect`] fills them.
+pub const SPECS: &[Spec] = &[
+    Spec { name: "poolwatch_app_connections", help: "Connections of the application: the largest of its server, socket and pool counts (what the trend follows).", counter: false, labels: L },
+    Spec { name: "poolwatch_app_server_connections", help: "Server backends attributed to the application.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_socket_connections", help: "Established TCP connections from the application's pod to the database (sidecar mode).", counter: false, labels: L },
+    Spec { name: "poolwatch_app_pool_open_connections", help: "Sum of the application's pools' open connections.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_pool_in_use_connections", help: "Sum of the application's pools' connections in use.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_pool_max_open_connections", help: "Sum of the application's pools' maximum (absent when any pool is unlimited).", counter: false, labels: L },
+    Spec { name: "poolwatch_app_unaccounted_connections", help: "Server or socket connections above the pools' open count: connections no pool accounts for.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_idle_in_use_connections", help: "Connections the pool says are in use while the server has them idle in ClientRead beyond analysis.idle_in_use_seconds: checked out and forgotten.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_over_max_lifetime_connections", help: "Backends older than the pool's max lifetime plus analysis.lifetime_grace_seconds: never returned to the pool.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_pool_exhausted", help: "1 when a pool of the application is at its maximum with callers waiting more.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_connection_growth_per_second", help: "Robust (Theil-Sen) growth of the application's connections over the trend span.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_exhaustion_eta_seconds", help: "Time until the pool's maximum or the server's usable capacity is reached at the current growth (absent when not climbing).", counter: false, labels: &["app", "instance", "limit"] },
+    Spec { name: "poolwatch_app_leak_suspected", help: "1 when the evidence says the application leaks connections.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_leak_reason", help: "1 for each kind of evidence behind poolwatch_app_leak_suspected.", counter: false, labels: &["app", "instance", "reason"] },
+    Spec { name: "poolwatch_socket_connections", help: "TCP connections from this pod to each configured database endpoint, by state (sidecar mode).", counter: false, labels: &["instance", "peer", "state"] },
+    Spec { name: "poolwatch_analysis_tracked_apps", help: "Applications with history in the analysis.", counter: false, labels: &[] },
+    Spec { name: "poolwatch_analysis_last_tick_timestamp_seconds", help: "Unix time of the last analysis tick.", counter: false, labels: &[] },
+];
+
+/// Renders the latest [`Report`].
+pub struct AppCollector {
+    /// The analysis task's channel.
+    rx: watch::Receiver<Arc<Report>>,
+    /// One per spec.
+    descs: Vec<Desc>,
+}
+
+impl AppCollector {
+    /// A collector over the analysis task's channel.
+    pub fn new(rx: watch::Receiver<Arc<Report>>) -> AppCollector {
+        AppCollector {
+            rx,
+            descs: descs(SPECS),
+        }
+    }
+}
+
+impl Collector for AppCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let report = self.rx.borrow().clone();
+        let mut f: Vec<Family> = SPECS.iter().map(Family::new).collect();
+        let n = |v: Option<u64>| v.map(|v| v as f64);
+        if let Some(findings) = &report.findings {
+            for (k, a) in &findings.apps {
+                let l = [k.app.as_str(), k.instance.as_str()];
+                f[0].add(&l, a.connections as f64);
+                f[1].add_opt(&l, n(a.server_connections));
+                f[2].add_opt(&l, n(a.socket_connections));
+                f[3].add_opt(&l, n(a.pool_open_connections));
+                f[4].add_opt(&l, n(a.pool_in_use_connections));
+                f[5].add_opt(&l, n(a.pool_max_open_connections));
+                f[6].add_opt(&l, n(a.unaccounted));
+                f[7].add_opt(&l, n(a.idle_in_use));
+                f[8].add_opt(&l, n(a.over_max_lifetime));
+                f[9].add(&l, if a.exhausted { 1.0 } else { 0.0 });
+                f[10].add_opt(&l, a.growth_per_second);
+                f[11].add_opt(&[l[0], l[1], "pool"], a.eta_pool_seconds);
+                f[11].add_opt(&[l[0], l[1], "server"], a.eta_server_seconds);
+                f[12].add(&l, if a.leak_suspected { 1.0 } else { 0.0 });
+                for r in Reason::ALL {
+                    f[13].add(
+                        &[l[0], l[1], r.as_str()],
+                        if a.reasons.contains(&r) { 1.0 } else { 0.0 },
+                    );
+                }
+            }
+            f[15].add(&[], findings.tracked_apps as f64);
+            f[16].add(&[], findings.at_unix);
+        }
+        for p in report.sockets.iter().flatten() {
+            for (state, count) in &p.states {
+                f[14].add(
+                    &[report.instance.as_str(), p.peer.as_str(), state],
+                    *count as f64,
+                );
+            }
+        }
+        f.into_iter().map(Family::finish).collect()
+    }
+}

@@ -1,0 +1,250 @@
+//! The analysis task: every `analysis.interval_seconds` it gathers the three views (the
+//! pool store, the sampler's latest [`ServerState`], and in sidecar mode the socket
+//! counts from `/proc/net`), runs the pure [`Analyzer`], and publishes an immutable
+//! [`Report`] that `/metrics` and `/api/v1/connections` read.
+//!
+//! Owns the clock and the I/O the analysis itself does not have (resolving the socket
+//! peers, reading `/proc/net`); it decides nothing about leaks.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::analysis::{AnalysisConfig, Analyzer, AppKey, Findings, Inputs as AnalyzeInputs};
+use crate::config::{AnalysisSettings, Config, Mode, SocketConfig};
+use crate::sampler::socket::{self, TcpState};
+use crate::sampler::ServerState;
+use crate::store::Store;
+
+/// Connections from this pod to one configured peer, by TCP state.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PeerSockets {
+    /// The peer as configured (`host:port`), the `peer` label.
+    pub peer: String,
+    /// Connections by state; states with none are left out, except `established`.
+    pub states: BTreeMap<&'static str, u64>,
+}
+
+/// What one tick produced.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// The analysis, once the first tick ran.
+    pub findings: Option<Findings>,
+    /// The socket view, when it is on and `/proc/net` could be read.
+    pub sockets: Option<Vec<PeerSockets>>,
+    /// This poolwatch's instance, the `instance` label of the socket view.
+    pub instance: String,
+    /// History bytes held (per application, per pool), for the docs and the curious.
+    pub history_bytes: (usize, usize),
+}
+
+/// Maps the configuration onto the analysis' own thresholds.
+pub fn analysis_config(s: &AnalysisSettings) -> AnalysisConfig {
+    let window = s.window.as_secs_f64();
+    let points = (window / s.interval.as_secs_f64()).ceil() as usize + 1;
+    AnalysisConfig {
+        idle_in_use_seconds: s.idle_in_use.as_secs_f64(),
+        lifetime_grace_seconds: s.lifetime_grace.as_secs_f64(),
+        window_seconds: window,
+        // Growth must hold over the newest third of the window (5 minutes by default).
+        growth_span_seconds: window / 3.0,
+        disagreement_hold_seconds: s.disagreement_hold.as_secs_f64(),
+        evict_after_seconds: window,
+        max_history_points: points.clamp(10, 10_000),
+        top_n: s.top_n,
+        ..AnalysisConfig::default()
+    }
+}
+
+/// Runs the analysis every interval until `cancel` fires.
+pub struct Ticker {
+    /// Deploy mode, instance and pod IP.
+    mode: Mode,
+    /// This poolwatch's instance.
+    instance: String,
+    /// This pod's IP, as text for the analysis.
+    pod_ip: Option<String>,
+    /// The socket view, when on.
+    socket: Option<SocketConfig>,
+    /// Time between ticks.
+    interval: Duration,
+    /// The pool view.
+    store: Arc<Store>,
+    /// The server view, when a database is configured.
+    server: Option<watch::Receiver<Arc<ServerState>>>,
+    /// The analysis and its histories.
+    analyzer: Analyzer,
+    /// Where reports go.
+    tx: watch::Sender<Arc<Report>>,
+}
+
+impl Ticker {
+    /// A ticker and the channel of its reports.
+    pub fn new(
+        cfg: &Config,
+        store: Arc<Store>,
+        server: Option<watch::Receiver<Arc<ServerState>>>,
+    ) -> (Ticker, watch::Receiver<Arc<Report>>) {
+        let analyzer = Analyzer::new(analysis_config(&cfg.analysis));
+        let report = Report {
+            instance: cfg.instance.clone(),
+            history_bytes: analyzer.history_bytes(),
+            ..Report::default()
+        };
+        let (tx, rx) = watch::channel(Arc::new(report));
+        let ticker = Ticker {
+            mode: cfg.mode,
+            instance: cfg.instance.clone(),
+            pod_ip: cfg.pod_ip.map(|ip| ip.to_string()),
+            socket: cfg.socket.clone(),
+            interval: cfg.analysis.interval,
+            store,
+            server,
+            analyzer,
+            tx,
+        };
+        (ticker, rx)
+    }
+
+    /// Ticks until `cancel` fires. Missed ticks are delayed, not bunched.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut timer = tokio::time::interval(self.interval);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resolved: BTreeMap<String, Vec<SocketAddr>> = BTreeMap::new();
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = timer.tick() => {}
+            }
+            let sockets = match &self.socket {
+                Some(sc) => {
+                    resolve(&sc.peers, &mut resolved).await;
+                    read_sockets(sc, &resolved)
+                }
+                None => None,
+            };
+            self.tick_at(unix_now(), sockets);
+        }
+    }
+
+    /// One tick at `now_unix` with the socket view already read; publishes the report.
+    /// The task calls it every interval; tests call it with fixed inputs.
+    pub fn tick_at(&mut self, now_unix: f64, sockets: Option<Vec<PeerSockets>>) {
+        let report = self.report(now_unix, sockets);
+        self.tx.send_replace(Arc::new(report));
+    }
+
+    fn report(&mut self, now_unix: f64, sockets: Option<Vec<PeerSockets>>) -> Report {
+        let pools = self.store.snapshot(std::time::Instant::now());
+        let state = self.server.as_ref().map(|rx| rx.borrow().clone());
+        let sample = state
+            .as_ref()
+            .and_then(|s| if s.up { s.sample.clone() } else { None });
+        let socket_by_app = socket_by_app(self.mode, &pools, sockets.as_deref());
+        let inputs = AnalyzeInputs {
+            now_unix,
+            mode: self.mode,
+            instance: &self.instance,
+            pod_ip: self.pod_ip.as_deref(),
+            pools: &pools,
+            server: sample.as_deref(),
+            sockets: &socket_by_app,
+        };
+        let findings = self.analyzer.tick(&inputs);
+        Report {
+            findings: Some(findings),
+            sockets,
+            instance: self.instance.clone(),
+            history_bytes: self.analyzer.history_bytes(),
+        }
+    }
+}
+
+/// In sidecar mode the pod's established connections to the database belong to the
+/// application pushing from this pod; with several applications in one pod they cannot
+/// be told apart, and the socket view is left out of the per-application comparison.
+fn socket_by_app(
+    mode: Mode,
+    pools: &[(crate::ingest::PoolKey, crate::store::Entry)],
+    sockets: Option<&[PeerSockets]>,
+) -> BTreeMap<AppKey, u64> {
+    let mut out = BTreeMap::new();
+    let (Mode::Sidecar, Some(sockets)) = (mode, sockets) else {
+        return out;
+    };
+    let apps: std::collections::BTreeSet<AppKey> = pools
+        .iter()
+        .map(|(k, _)| AppKey::new(&k.app, &k.instance))
+        .collect();
+    if apps.len() == 1 {
+        let established: u64 = sockets
+            .iter()
+            .map(|p| p.states.get("established").copied().unwrap_or(0))
+            .sum();
+        out.insert(apps.into_iter().next().expect("one app"), established);
+    }
+    out
+}
+
+/// Resolves each `host:port`; a lookup that fails or takes over 2 s keeps the last answer.
+async fn resolve(peers: &[String], resolved: &mut BTreeMap<String, Vec<SocketAddr>>) {
+    for p in peers {
+        match tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host(p.as_str()))
+            .await
+        {
+            Ok(Ok(addrs)) => {
+                resolved.insert(p.clone(), addrs.collect());
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %p, error = %e, "cannot resolve socket peer; keeping the last answer")
+            }
+            Err(_) => {
+                tracing::debug!(peer = %p, "resolving socket peer timed out; keeping the last answer")
+            }
+        }
+    }
+}
+
+fn read_sockets(
+    sc: &SocketConfig,
+    resolved: &BTreeMap<String, Vec<SocketAddr>>,
+) -> Option<Vec<PeerSockets>> {
+    let addrs: Vec<SocketAddr> = resolved.values().flatten().copied().collect();
+    let counts = match socket::read(&sc.proc_net_dir, &addrs) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the socket view");
+            return None;
+        }
+    };
+    let mut out = Vec::with_capacity(sc.peers.len());
+    for p in &sc.peers {
+        let mut states: BTreeMap<&'static str, u64> = BTreeMap::new();
+        states.insert(TcpState::Established.as_str(), 0);
+        for addr in resolved.get(p).into_iter().flatten() {
+            for st in TcpState::ALL {
+                let n = counts.get(*addr, st);
+                if n > 0 {
+                    *states.entry(st.as_str()).or_default() += n;
+                }
+            }
+        }
+        out.push(PeerSockets {
+            peer: p.clone(),
+            states,
+        });
+    }
+    Some(out)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
