@@ -124,12 +124,19 @@ impl Ticker {
             let sockets = match &self.socket {
                 Some(sc) => {
                     resolve(&sc.peers, &mut resolved).await;
-                    read_sockets(sc, &resolved)
+                    let own = self.own_client_port();
+                    read_sockets(sc, &resolved, own.as_slice())
                 }
                 None => None,
             };
             self.tick_at(unix_now(), sockets);
         }
+    }
+
+    /// The local port of the sampler's session, left out of the socket view.
+    fn own_client_port(&self) -> Option<u16> {
+        let state = self.server.as_ref()?.borrow().clone();
+        state.sample.as_ref()?.own_client_port
     }
 
     /// One tick at `now_unix` with the socket view already read; publishes the report.
@@ -213,9 +220,10 @@ async fn resolve(peers: &[String], resolved: &mut BTreeMap<String, Vec<SocketAdd
 fn read_sockets(
     sc: &SocketConfig,
     resolved: &BTreeMap<String, Vec<SocketAddr>>,
+    exclude: &[u16],
 ) -> Option<Vec<PeerSockets>> {
     let addrs: Vec<SocketAddr> = resolved.values().flatten().copied().collect();
-    let counts = match socket::read(&sc.proc_net_dir, &addrs) {
+    let counts = match socket::read(&sc.proc_net_dir, &addrs, exclude) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the socket view");

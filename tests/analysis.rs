@@ -111,7 +111,7 @@ async fn bursts_that_release_are_not_a_leak() {
     let d = Daemon::start(&config(&pg.url())).await;
     let suspected = r#"poolwatch_app_leak_suspected{app="bursty",instance=""}"#;
     // Two idle connections kept in the pool, as a pool's minimum would.
-    let base = vec![pg.client("bursty").await, pg.client("bursty").await];
+    let base = [pg.client("bursty").await, pg.client("bursty").await];
     let started = Instant::now();
     let mut polls = 0;
     let mut seen = false;

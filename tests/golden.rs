@@ -145,6 +145,7 @@ fn render(mode: &str) -> String {
             },
             aggregates: aggregate(&rows, 200),
             backends: rows,
+            own_client_port: None,
         };
         core.sampler
             .as_ref()

@@ -38,7 +38,8 @@ cargo build --release --quiet
     go build -o "$work/leak-demo" .)
 
 echo "== throwaway PostgreSQL on 127.0.0.1:$port (max_connections=100)"
-$as_pg mkdir -p "$work/pg"
+mkdir -p "$work/pg"
+[ -n "$as_pg" ] && chown postgres "$work/pg"
 $as_pg "$bindir/initdb" -D "$work/pg" -U postgres -A trust --no-sync --no-instructions >/dev/null
 $as_pg "$pgctl" -D "$work/pg" -l "$work/pg/log" -w -o "-p $port -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off" start >/dev/null
 

@@ -43,6 +43,8 @@ pub struct Sample {
     pub backends: Vec<Backend>,
     /// What `/metrics` renders, computed once here.
     pub aggregates: Aggregates,
+    /// The local TCP port of poolwatch's own session, so the socket view can leave it out.
+    pub own_client_port: Option<u16>,
 }
 
 /// What the sampler publishes after every attempt.
@@ -355,6 +357,7 @@ async fn sample(s: &mut Session, cfg: &DatabaseConfig) -> Result<Sample, SampleE
         .await
         .map_err(SampleError::Query)?;
     let limits = Limits::from_row(&row).map_err(SampleError::Query)?;
+    let own_port: Option<i32> = row.try_get(4).map_err(SampleError::Query)?;
     let rows = s
         .client
         .query(&activity_stmt, &[])
@@ -368,6 +371,7 @@ async fn sample(s: &mut Session, cfg: &DatabaseConfig) -> Result<Sample, SampleE
     let aggregates = activity::aggregate(&backends, cfg.max_application_names);
     Ok(Sample {
         at_unix: unix_now(),
+        own_client_port: own_port.and_then(|p| u16::try_from(p).ok()),
         limits,
         backends,
         aggregates,

@@ -361,10 +361,17 @@ pub enum SocketError {
 /// only make their line unreadable. Rows are counted as they are parsed, without
 /// keeping them.
 ///
+/// Connections whose local port is in `exclude_local_ports` are not counted: that is how
+/// poolwatch leaves its own session to the database out of the view.
+///
 /// The kernel builds these files a page at a time, so a table that changes while it is
 /// read can show a socket twice or not at all: a reading is a close estimate, not a
 /// snapshot.
-pub fn read(dir: &Path, peers: &[SocketAddr]) -> Result<SocketCounts, SocketError> {
+pub fn read(
+    dir: &Path,
+    peers: &[SocketAddr],
+    exclude_local_ports: &[u16],
+) -> Result<SocketCounts, SocketError> {
     let mut counter = Counter::new(peers);
     let mut skipped = 0;
     for (name, required) in [("tcp", true), ("tcp6", false)] {
@@ -374,7 +381,11 @@ pub fn read(dir: &Path, peers: &[SocketAddr]) -> Result<SocketCounts, SocketErro
             Err(e) if !required && e.kind() == io::ErrorKind::NotFound => continue,
             Err(source) => return Err(SocketError::Read { path, source }),
         };
-        skipped += for_each_row(&String::from_utf8_lossy(&bytes), |row| counter.add(&row));
+        skipped += for_each_row(&String::from_utf8_lossy(&bytes), |row| {
+            if !exclude_local_ports.contains(&row.local.port()) {
+                counter.add(&row);
+            }
+        });
     }
     Ok(SocketCounts {
         peers: counter.peers,
@@ -589,7 +600,7 @@ mod tests {
             sa("[::1]:5432"),
             sa("127.0.0.1:6432"),
         ];
-        let got = read(Path::new(FIXTURES), &peers).unwrap();
+        let got = read(Path::new(FIXTURES), &peers, &[]).unwrap();
         assert_eq!(got.skipped, 1);
         assert_eq!(got.peers.len(), peers.len());
         use TcpState::*;
@@ -626,12 +637,12 @@ mod tests {
     #[test]
     fn a_missing_tcp6_counts_nothing_and_a_missing_tcp_is_an_error() {
         let pg = sa("127.0.0.1:5432");
-        let got = read(&Path::new(FIXTURES).join("ipv4_only"), &[pg]).unwrap();
+        let got = read(&Path::new(FIXTURES).join("ipv4_only"), &[pg], &[]).unwrap();
         assert_eq!(got.get(pg, TcpState::Established), 3);
         assert_eq!(got.skipped, 1);
 
         let missing = Path::new(FIXTURES).join("no_such_dir");
-        match read(&missing, &[pg]) {
+        match read(&missing, &[pg], &[]) {
             Err(SocketError::Read { path, source }) => {
                 assert_eq!(path, missing.join("tcp"));
                 assert_eq!(source.kind(), io::ErrorKind::NotFound);
@@ -694,12 +705,12 @@ mod tests {
     fn live_proc_net_counts_a_connection_this_test_holds() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = listener.local_addr().unwrap();
-        let before = read(Path::new(DEFAULT_DIR), &[peer]).unwrap();
+        let before = read(Path::new(DEFAULT_DIR), &[peer], &[]).unwrap();
         assert_eq!(before.get(peer, TcpState::Established), 0);
 
         let client = TcpStream::connect(peer).unwrap();
         let (_server_side, _) = listener.accept().unwrap();
-        let got = read(Path::new(DEFAULT_DIR), &[peer]).unwrap();
+        let got = read(Path::new(DEFAULT_DIR), &[peer], &[]).unwrap();
         // Only the client's side has the listener as its remote end.
         assert_eq!(got.get(peer, TcpState::Established), 1);
         drop(client);
