@@ -6,6 +6,7 @@
 //!   the `POST /api/v1/pools` batch.
 
 pub mod json;
+pub mod pushgateway;
 
 use std::time::Duration;
 
