@@ -69,6 +69,8 @@ pub struct Core {
     pub ingest: IngestMetrics,
     /// The sampler, when a database is configured.
     pub sampler: Option<Sampler>,
+    /// Pushgateway-format groups.
+    pub groups: crate::http::pushgateway::Groups,
     /// The analysis task.
     pub ticker: Ticker,
     /// Its reports.
@@ -86,6 +88,11 @@ impl Core {
         )?);
         metrics::register(&registry, PoolCollector::new(store.clone()))?;
         let ingest = IngestMetrics::register(&registry)?;
+        let groups = crate::http::pushgateway::Groups::register(
+            &registry,
+            cfg.pools.expiry,
+            cfg.pools.max_pools,
+        )?;
         let (sampler, server_rx) = match cfg.database.clone() {
             Some(db) => {
                 let (sampler, rx) = Sampler::register(&registry, db)?;
@@ -100,6 +107,7 @@ impl Core {
             registry,
             store,
             ingest,
+            groups,
             sampler,
             ticker,
             reports,
@@ -117,6 +125,7 @@ pub async fn run(
         registry,
         store,
         ingest,
+        groups,
         sampler,
         ticker,
         reports,
@@ -136,6 +145,7 @@ pub async fn run(
         registry,
         store,
         ingest,
+        groups,
         reports,
         http: cfg.http.clone(),
         default_instance: cfg.instance.clone(),

@@ -78,13 +78,29 @@ impl Store {
         now: Instant,
         now_unix: f64,
     ) -> Result<usize, IngestError> {
+        self.replace(pushes, &[], now, now_unix)
+    }
+
+    /// Stores `pushes` and drops `gone` in one step: all or nothing, as [`Store::apply`].
+    /// A Pushgateway group that no longer holds a pool removes it this way.
+    pub fn replace(
+        &self,
+        pushes: Vec<PoolPush>,
+        gone: &[PoolKey],
+        now: Instant,
+        now_unix: f64,
+    ) -> Result<usize, IngestError> {
         let mut pools = self.lock();
         self.expire(&mut pools, now);
         let new = pushes
             .iter()
             .filter(|p| !pools.contains_key(&p.key))
             .count();
-        if pools.len() + new > self.max_pools {
+        let leaving = gone
+            .iter()
+            .filter(|k| pools.contains_key(*k) && !pushes.iter().any(|p| &p.key == *k))
+            .count();
+        if (pools.len() + new).saturating_sub(leaving) > self.max_pools {
             self.dropped_total
                 .with_label_values(&["pool_limit"])
                 .inc_by(pushes.len() as u64);
@@ -93,6 +109,9 @@ impl Store {
                 tracked: pools.len(),
                 new,
             });
+        }
+        for k in gone {
+            pools.remove(k);
         }
         let n = pushes.len();
         for p in pushes {

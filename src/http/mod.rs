@@ -9,6 +9,7 @@
 //! | GET | `/` | both | a short page listing these endpoints |
 //! | POST | `/api/v1/pools/{app}/{pool}` | push | one pool: canonical or `sql.DBStats` JSON |
 //! | POST | `/api/v1/pools` | push | a batch of pools of one app |
+//! | PUT, POST, DELETE | `/metrics/job/<job>{/<label>/<value>}` | push | the Pushgateway protocol |
 //!
 //! When the metrics and push addresses are the same, one listener serves both sets.
 //! Every request's headers and body must arrive within `http.request_timeout_seconds`;
@@ -17,6 +18,7 @@
 
 pub mod connections;
 pub mod push;
+pub mod pushgateway;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +46,8 @@ pub struct Ctx {
     pub store: Arc<Store>,
     /// Counters of push outcomes.
     pub ingest: push::IngestMetrics,
+    /// Pushgateway-format groups.
+    pub groups: pushgateway::Groups,
     /// The analysis task's latest report, for `/api/v1/connections`.
     pub reports: tokio::sync::watch::Receiver<Arc<crate::tick::Report>>,
     /// Body limit and timeouts.
@@ -141,6 +145,9 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
             let (app, pool) = (crate::percent_decode(app), crate::percent_decode(pool));
             push::pool(req, ctx, &app, &pool).await
         }
+        (_, true, ["metrics", job, ..]) if *job == "job" || *job == "job@base64" => {
+            pushgateway::handle(req, ctx).await
+        }
         (_, true, ["api", "v1", "pools"]) => {
             if method != Method::POST {
                 return not_allowed("POST");
@@ -215,7 +222,7 @@ pub fn json_error(status: StatusCode, error: &str, field: Option<&str>) -> Respo
     )
 }
 
-fn not_allowed(allow: &'static str) -> Response<Body> {
+pub(crate) fn not_allowed(allow: &'static str) -> Response<Body> {
     let mut r = json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         &format!("method not allowed; use {allow}"),

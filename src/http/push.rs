@@ -31,14 +31,21 @@ impl IngestMetrics {
             ),
             &["format", "outcome"],
         )?;
-        for f in ["json", "dbstats", "batch"] {
+        for f in [
+            "json",
+            "dbstats",
+            "batch",
+            "text",
+            "protobuf",
+            "pushgateway",
+        ] {
             requests.with_label_values(&[f, "accepted"]);
         }
         registry.register(Box::new(requests.clone()))?;
         Ok(IngestMetrics { requests })
     }
 
-    fn count(&self, format: &str, outcome: &str) {
+    pub(crate) fn count(&self, format: &str, outcome: &str) {
         self.requests.with_label_values(&[format, outcome]).inc();
     }
 }
@@ -91,7 +98,7 @@ fn reject(ctx: &Ctx, format: &str, e: IngestError) -> Response<Body> {
 
 /// Reads the whole body, refusing it early when `Content-Length` is over the limit and
 /// cutting off a body that grows past it or arrives too slowly.
-async fn read_body(req: Request<Incoming>, ctx: &Ctx) -> Result<Bytes, IngestError> {
+pub(crate) async fn read_body(req: Request<Incoming>, ctx: &Ctx) -> Result<Bytes, IngestError> {
     let limit = ctx.http.max_body_bytes;
     let declared = req
         .headers()

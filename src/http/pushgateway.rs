@@ -1,0 +1,225 @@
+//! The Pushgateway-compatible endpoints: `PUT`, `POST` and `DELETE` on
+//! `/metrics/job/<job>{/<label>/<value>}`, so an application's existing Prometheus
+//! client can push its pool metrics here unchanged.
+//!
+//! As the Pushgateway: `PUT` replaces the group, `POST` replaces the pushed families
+//! and keeps the rest, `DELETE` removes the group; text format 0.0.4 or delimited
+//! protobuf, optionally gzip-compressed; samples with timestamps are refused. Unlike it,
+//! a group not refreshed within `pools.expiry_seconds` expires, and what is kept is not
+//! the metrics but the pools they describe ([`crate::ingest::pushgateway::map_group`]):
+//! families that map to no pool are counted and dropped.
+//!
+//! A rejected push (bad path, body, or too many pools) changes nothing: the new group
+//! and its pools are computed first and stored only if everything succeeded.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use prometheus::{IntCounter, Registry};
+
+use super::{json, json_error, Body, Ctx};
+use crate::ingest::pushgateway::group::{self, Group};
+use crate::ingest::pushgateway::mapping::map_group;
+use crate::ingest::pushgateway::path::{parse_push_path, GroupingKey};
+use crate::ingest::pushgateway::{self as pg, BodyFormat};
+use crate::ingest::{IngestError, PoolKey};
+
+/// One stored group: its families (for `POST` merges) and the pools they mapped to.
+struct Stored {
+    /// The group's families.
+    group: Group,
+    /// Pools the group produced, removed from the store with it.
+    pools: Vec<PoolKey>,
+    /// Last push, for expiry.
+    received: Instant,
+}
+
+/// Pushgateway groups, alongside the pool store.
+pub struct Groups {
+    /// By grouping key; held only for map operations and the store update.
+    groups: Mutex<HashMap<GroupingKey, Stored>>,
+    /// Groups not pushed for this long are forgotten (their pools expire in the store).
+    expiry: Duration,
+    /// Most groups kept (the pool cap: a group with no pool still costs memory).
+    max_groups: usize,
+    /// `poolwatch_ingest_ignored_families_total`.
+    ignored: IntCounter,
+}
+
+impl Groups {
+    /// Creates the group table and registers its counter.
+    pub fn register(
+        registry: &Registry,
+        expiry: Duration,
+        max_groups: usize,
+    ) -> prometheus::Result<Groups> {
+        let ignored = IntCounter::new(
+            "poolwatch_ingest_ignored_families_total",
+            "Metric families in Pushgateway-format pushes that map to no pool field, dropped.",
+        )?;
+        registry.register(Box::new(ignored.clone()))?;
+        Ok(Groups {
+            groups: Mutex::new(HashMap::new()),
+            expiry,
+            max_groups,
+            ignored,
+        })
+    }
+}
+
+/// Format label of `poolwatch_ingest_requests_total` before the body's format is known.
+const UNKNOWN: &str = "pushgateway";
+
+/// Handles a request on `/metrics/job/...`.
+pub async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
+    let method = match *req.method() {
+        Method::PUT => group::Method::Put,
+        Method::POST => group::Method::Post,
+        Method::DELETE => group::Method::Delete,
+        _ => return super::not_allowed("PUT, POST, DELETE"),
+    };
+    let (label, result) = match push(req, ctx, method).await {
+        Ok((label, n)) => (label, Ok(n)),
+        Err((label, e)) => (label, Err(e)),
+    };
+    match result {
+        Ok(n) => {
+            ctx.ingest.count(label, "accepted");
+            if method == group::Method::Delete {
+                json(StatusCode::ACCEPTED, &serde_json::json!({ "deleted": n }))
+            } else {
+                json(StatusCode::OK, &serde_json::json!({ "accepted": n }))
+            }
+        }
+        Err(e) => {
+            ctx.ingest.count(label, e.kind());
+            tracing::debug!(format = label, outcome = e.kind(), error = %e, "push rejected");
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            json_error(status, &e.to_string(), e.field())
+        }
+    }
+}
+
+type Outcome = Result<(&'static str, usize), (&'static str, IngestError)>;
+
+async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outcome {
+    let key = parse_push_path(req.uri().path()).map_err(|e| (UNKNOWN, e))?;
+    let now = Instant::now();
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    if method == group::Method::Delete {
+        let removed = {
+            let mut groups = lock(&ctx.groups.groups);
+            groups.remove(&key)
+        };
+        let pools = removed.map(|s| s.pools).unwrap_or_default();
+        ctx.store
+            .replace(Vec::new(), &pools, now, unix)
+            .map_err(|e| (UNKNOWN, e))?;
+        return Ok((UNKNOWN, pools.len()));
+    }
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let format = pg::body_format(content_type.as_deref()).map_err(|e| (UNKNOWN, e))?;
+    let label = match format {
+        BodyFormat::Text => "text",
+        BodyFormat::ProtobufDelimited => "protobuf",
+    };
+    let gzip = req
+        .headers()
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if req.headers().contains_key(CONTENT_ENCODING) && gzip != Some(true) {
+        return Err((
+            label,
+            IngestError::field_err("Content-Encoding", "only gzip is supported"),
+        ));
+    }
+    let body = super::push::read_body(req, ctx)
+        .await
+        .map_err(|e| (label, e))?;
+    let body = if gzip == Some(true) {
+        gunzip(&body, ctx.http.max_body_bytes).map_err(|e| (label, e))?
+    } else {
+        body
+    };
+    let families = pg::parse_body(format, &body, &pg::Limits::default()).map_err(|e| (label, e))?;
+
+    let mut groups = lock(&ctx.groups.groups);
+    let expiry = ctx.groups.expiry;
+    groups.retain(|_, s| now.saturating_duration_since(s.received) < expiry);
+    let current = groups.get(&key);
+    if current.is_none() && groups.len() >= ctx.groups.max_groups {
+        return Err((
+            label,
+            IngestError::PoolLimit {
+                limit: ctx.groups.max_groups,
+                tracked: groups.len(),
+                new: 1,
+            },
+        ));
+    }
+    let group = group::apply(current.map(|s| &s.group), method, families)
+        .map_err(|e| (label, e))?
+        .unwrap_or_default();
+    let mapped =
+        map_group(&key, group.families(), &ctx.default_instance).map_err(|e| (label, e))?;
+    let new_keys: Vec<PoolKey> = mapped.pools.iter().map(|p| p.key.clone()).collect();
+    let gone: Vec<PoolKey> = current
+        .map(|s| {
+            s.pools
+                .iter()
+                .filter(|k| !new_keys.contains(k))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let n = ctx
+        .store
+        .replace(mapped.pools, &gone, now, unix)
+        .map_err(|e| (label, e))?;
+    ctx.groups
+        .ignored
+        .inc_by(mapped.ignored_families.len() as u64);
+    if !mapped.incomplete.is_empty() {
+        tracing::debug!(incomplete = ?mapped.incomplete, "pushed pools lack open or in_use and idle; not stored");
+    }
+    groups.insert(
+        key,
+        Stored {
+            group,
+            pools: new_keys,
+            received: now,
+        },
+    );
+    Ok((label, n))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section is a whole map operation; a poisoned lock holds a consistent map.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Decompresses a gzip body, refusing to inflate past `limit` bytes.
+fn gunzip(body: &Bytes, limit: usize) -> Result<Bytes, IngestError> {
+    let mut out = Vec::new();
+    let mut decoder = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| IngestError::field_err("Content-Encoding", format!("not valid gzip: {e}")))?;
+    if out.len() > limit {
+        return Err(IngestError::TooLarge { limit });
+    }
+    Ok(Bytes::from(out))
+}
