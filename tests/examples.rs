@@ -8,26 +8,36 @@ use std::time::Duration;
 
 use common::{require_tool, value, Daemon, Pg};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn go_example_pushes_db_stats_as_encoding_json_writes_them() {
-    let Some(go) = require_tool("go") else { return };
-    let bin = common::temp_path("go-dbstats");
+/// Builds the Go program in `examples/<dir>` in GOPATH mode with Debian's Go packages;
+/// `None` (skipped) when Go is missing outside CI.
+fn go_build(dir: &str) -> Option<std::path::PathBuf> {
+    let go = require_tool("go")?;
+    let bin = common::temp_path("go-example");
     let gocache = common::temp_path("gocache");
     let out = Command::new(&go)
         .args(["build", "-o", bin.to_str().unwrap(), "."])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/go-dbstats"))
+        .current_dir(format!("{}/examples/{dir}", env!("CARGO_MANIFEST_DIR")))
         .env("GO111MODULE", "off")
         .env("GOPATH", "/usr/share/gocode")
         .env("GOPROXY", "off")
         .env("GOCACHE", &gocache)
+        .env("HOME", std::env::temp_dir())
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(gocache);
     assert!(
         out.status.success(),
-        "go build: {}",
+        "go build examples/{dir}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Some(bin)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_example_pushes_db_stats_as_encoding_json_writes_them() {
+    let Some(bin) = go_build("go-dbstats") else {
+        return;
+    };
     let pg = Pg::start();
     let d = Daemon::start(&format!(
         "database:\n  url: {}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\n",
@@ -100,5 +110,83 @@ async fn go_example_pushes_db_stats_as_encoding_json_writes_them() {
     );
     d.stop().await;
     let _ = std::fs::remove_file(bin);
-    let _ = std::fs::remove_dir_all(gocache);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_client_golang_push_is_analysed_unchanged() {
+    let Some(bin) = go_build("clients/go-push") else {
+        return;
+    };
+    let pg = Pg::start();
+    let d = Daemon::start(&format!(
+        "database:\n  url: {}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\nanalysis:\n  interval_seconds: 0.3\n  window_seconds: 6\n",
+        pg.url()
+    ))
+    .await;
+    let mut child = Command::new(&bin)
+        .env("POOLWATCH_URL", format!("http://{}", d.push_addr))
+        .env(
+            "DATABASE_URL",
+            format!("{}&application_name=billing", pg.url()),
+        )
+        .env("POD_NAME", "pod-go")
+        .env("HOLD", "2")
+        .env("EVERY", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pool = r#"{app="billing",pool="orders",instance="pod-go"}"#;
+    let app = r#"{app="billing",instance=""}"#;
+    let m = d
+        .wait_metrics(
+            Duration::from_secs(20),
+            "the pushed pool, joined with the server view",
+            |m| {
+                value(m, &format!("poolwatch_pool_in_use_connections{pool}")) == Some(2.0)
+                    && value(m, &format!("poolwatch_app_server_connections{app}")) == Some(2.0)
+            },
+        )
+        .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!(
+        "{}",
+        m.lines()
+            .filter(|l| l.contains(r#"app="billing""#))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        value(&m, &format!("poolwatch_pool_open_connections{pool}")),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&m, &format!("poolwatch_pool_max_open_connections{pool}")),
+        Some(10.0)
+    );
+    assert_eq!(
+        value(&m, &format!("poolwatch_app_pool_open_connections{app}")),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&m, &format!("poolwatch_app_unaccounted_connections{app}")),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&m, &format!("poolwatch_app_leak_suspected{app}")),
+        Some(0.0)
+    );
+    assert!(
+        value(
+            &m,
+            r#"poolwatch_ingest_requests_total{format="protobuf",outcome="accepted"}"#
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        value(&m, "poolwatch_ingest_ignored_families_total").unwrap() > 0.0,
+        "go_* families ignored"
+    );
+    let _ = std::fs::remove_file(bin);
 }

@@ -222,7 +222,8 @@ async fn bad_pushes_get_400_naming_the_problem_and_change_nothing() {
         200
     );
     let before = pool_lines(&d.metrics().await);
-    let cases: &[(&str, &str, Option<&str>, &[u8], &str)] = &[
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, &'a [u8], &'a str);
+    let cases: &[Case] = &[
         (
             "PUT",
             path,
