@@ -98,6 +98,9 @@ fn every_metric_is_documented_and_no_other() {
         "docs/metrics.md",
         "docs/configuration.md",
         "docs/push.md",
+        "docs/api.md",
+        "docs/kubernetes.md",
+        "docs/docker.md",
         "README.md",
     ] {
         for m in mentioned(&read(path)) {
