@@ -20,13 +20,23 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// `apps` applications with `pools / apps` pools each and `backends` backends spread
 /// over them, idle in ClientRead with varied ages.
 fn run(pools: usize, backends: usize) -> (Duration, Duration, usize, (usize, usize), usize) {
-    let flags = vec![("database.url", "postgres://watcher@db.example:5432/shop".to_string()), ("pools.max_pools", "100000".to_string())];
+    let flags = vec![
+        (
+            "database.url",
+            "postgres://watcher@db.example:5432/shop".to_string(),
+        ),
+        ("pools.max_pools", "100000".to_string()),
+    ];
     let cfg = poolwatch::config::load(None, &flags, &|_| None).expect("valid");
     let mut core = Core::new(&cfg).expect("core");
     let apps = (pools / 5).max(1);
     let pushes: Vec<PoolPush> = (0..pools)
         .map(|i| PoolPush {
-            key: PoolKey { app: format!("app-{:04}", i % apps), pool: format!("pool-{}", i / apps), instance: format!("pod-{}", i % 7) },
+            key: PoolKey {
+                app: format!("app-{:04}", i % apps),
+                pool: format!("pool-{}", i / apps),
+                instance: format!("pod-{}", i % 7),
+            },
             snapshot: PoolSnapshot {
                 max_open: Some(25),
                 open: 5,
@@ -39,7 +49,9 @@ fn run(pools: usize, backends: usize) -> (Duration, Duration, usize, (usize, usi
             },
         })
         .collect();
-    core.store.apply(pushes, Instant::now(), 1.8e9).expect("stored");
+    core.store
+        .apply(pushes, Instant::now(), 1.8e9)
+        .expect("stored");
     let rows: Vec<Backend> = (0..backends)
         .map(|i| Backend {
             pid: i as i32,
@@ -47,7 +59,11 @@ fn run(pools: usize, backends: usize) -> (Duration, Duration, usize, (usize, usi
             usename: "app".into(),
             application_name: format!("app-{:04}", i % apps),
             client_addr: "10.0.0.7".into(),
-            state: if i % 3 == 0 { "active".into() } else { "idle".into() },
+            state: if i % 3 == 0 {
+                "active".into()
+            } else {
+                "idle".into()
+            },
             wait_event_type: "Client".into(),
             wait_event: "ClientRead".into(),
             backend_age: Some((i % 4000) as f64),
@@ -65,12 +81,21 @@ fn run(pools: usize, backends: usize) -> (Duration, Duration, usize, (usize, usi
         let now = 1.8e9 + 15.0 * f64::from(t);
         let sample = Sample {
             at_unix: now,
-            limits: Limits { max_connections: 10_000, reserved_connections: 3, server_time_unix: now },
+            limits: Limits {
+                max_connections: 10_000,
+                reserved_connections: 3,
+                server_time_unix: now,
+            },
             aggregates: aggregate(&rows, 200),
             backends: rows.clone(),
             own_client_port: None,
         };
-        sampler.publish(ServerState { up: true, sample: Some(Arc::new(sample)), last_success_unix: Some(now), last_duration_seconds: Some(0.01) });
+        sampler.publish(ServerState {
+            up: true,
+            sample: Some(Arc::new(sample)),
+            last_success_unix: Some(now),
+            last_duration_seconds: Some(0.01),
+        });
         let started = Instant::now();
         core.ticker.tick_at(now, None);
         ticks.push(started.elapsed());
@@ -80,8 +105,18 @@ fn run(pools: usize, backends: usize) -> (Duration, Duration, usize, (usize, usi
         bytes = out.len();
     }
     let report = core.reports.borrow().clone();
-    let tracked = report.findings.as_ref().map(|f| f.tracked_apps).unwrap_or(0);
-    (median(ticks[10..].to_vec()), median(renders[10..].to_vec()), bytes, report.history_bytes, tracked)
+    let tracked = report
+        .findings
+        .as_ref()
+        .map(|f| f.tracked_apps)
+        .unwrap_or(0);
+    (
+        median(ticks[10..].to_vec()),
+        median(renders[10..].to_vec()),
+        bytes,
+        report.history_bytes,
+        tracked,
+    )
 }
 
 fn main() {

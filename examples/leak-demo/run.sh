@@ -65,12 +65,13 @@ POOLWATCH_URL="http://127.0.0.1:$listen_port" DATABASE_URL="postgres://postgres@
     MODE=$MODE LEAK_EVERY=$LEAK_EVERY "$work/leak-demo" 2>/dev/null &
 pids+=($!)
 
-metric() { curl -s "http://127.0.0.1:$listen_port/metrics" | awk -v s="$1" 'index($0, s) == 1 { print $2; exit }'; }
-app='{app="orders-worker"}'
+metric() { awk -v s="$1" 'index($0, s) == 1 { print $2; exit }' <<<"$metrics"; }
+app='{app="orders-worker",instance=""}'
 last=""
 while :; do
     sleep 2
     now=$(( $(date +%s) - start ))
+    metrics=$(curl -s "http://127.0.0.1:$listen_port/metrics" || true)
     server=$(metric "poolwatch_app_server_connections$app")
     inuse=$(metric 'poolwatch_pool_in_use_connections{app="orders-worker",pool="primary",instance=""}')
     growth=$(metric "poolwatch_app_connection_growth_per_second$app")
@@ -80,7 +81,7 @@ while :; do
     last=$line
     if [ "${leak:-0}" = 1 ]; then
         echo "== leak_suspected 1 after ${now}s (first connection leaked at ~${LEAK_EVERY}s)"
-        curl -s "http://127.0.0.1:$listen_port/metrics" | grep -E '^poolwatch_app_[a-z_]+\{app="orders-worker"' || true
+        grep -E '^poolwatch_app_[a-z_]+\{app="orders-worker"' <<<"$metrics" || true
         echo "== GET /api/v1/connections"
         curl -s "http://127.0.0.1:$listen_port/api/v1/connections" | python3 -m json.tool | head -40
         exit 0

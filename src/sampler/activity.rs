@@ -13,43 +13,38 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::config::QueryText;
 
+/// The activity query with `$text` as its last column (the query text, or an empty one).
+macro_rules! activity_query {
+    ($text:literal) => {
+        concat!(
+            "SELECT pid,
+       COALESCE(datname::text, ''),
+       COALESCE(usename::text, ''),
+       COALESCE(application_name, ''),
+       COALESCE(host(client_addr), ''),
+       COALESCE(state, ''),
+       COALESCE(wait_event_type, ''),
+       COALESCE(wait_event, ''),
+       EXTRACT(EPOCH FROM now() - backend_start)::float8,
+       EXTRACT(EPOCH FROM now() - xact_start)::float8,
+       EXTRACT(EPOCH FROM now() - state_change)::float8,
+       ",
+            $text,
+            "
+  FROM pg_stat_activity
+ WHERE backend_type = 'client backend'
+   AND pid <> pg_backend_pid()"
+        )
+    };
+}
+
 /// Reads every client backend but our own. Columns hidden from a role without
 /// `pg_monitor` come back NULL, and are shown as empty labels and missing ages. The
 /// last column is the query text, read only when `database.query_text` asks for it.
-pub const QUERY: &str = "\
-SELECT pid,
-       COALESCE(datname::text, ''),
-       COALESCE(usename::text, ''),
-       COALESCE(application_name, ''),
-       COALESCE(host(client_addr), ''),
-       COALESCE(state, ''),
-       COALESCE(wait_event_type, ''),
-       COALESCE(wait_event, ''),
-       EXTRACT(EPOCH FROM now() - backend_start)::float8,
-       EXTRACT(EPOCH FROM now() - xact_start)::float8,
-       EXTRACT(EPOCH FROM now() - state_change)::float8,
-       ''::text
-  FROM pg_stat_activity
- WHERE backend_type = 'client backend'
-   AND pid <> pg_backend_pid()";
+pub const QUERY: &str = activity_query!("''::text");
 
 /// [`QUERY`] with the last query's first 4096 bytes.
-pub const QUERY_WITH_TEXT: &str = "\
-SELECT pid,
-       COALESCE(datname::text, ''),
-       COALESCE(usename::text, ''),
-       COALESCE(application_name, ''),
-       COALESCE(host(client_addr), ''),
-       COALESCE(state, ''),
-       COALESCE(wait_event_type, ''),
-       COALESCE(wait_event, ''),
-       EXTRACT(EPOCH FROM now() - backend_start)::float8,
-       EXTRACT(EPOCH FROM now() - xact_start)::float8,
-       EXTRACT(EPOCH FROM now() - state_change)::float8,
-       COALESCE(left(query, 4096), '')
-  FROM pg_stat_activity
- WHERE backend_type = 'client backend'
-   AND pid <> pg_backend_pid()";
+pub const QUERY_WITH_TEXT: &str = activity_query!("COALESCE(left(query, 4096), '')");
 
 /// One client backend as `pg_stat_activity` shows it.
 #[derive(Clone, Debug, Default, PartialEq)]
