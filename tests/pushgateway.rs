@@ -288,3 +288,60 @@ async fn the_pushgateway_readme_example_is_accepted() {
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn groups_expire_unlike_the_pushgateway() {
+    let d = Daemon::start("pools:\n  expiry_seconds: 2\n").await;
+    let r = send(
+        &d,
+        "PUT",
+        "/metrics/job/billing/instance/pod-1",
+        None,
+        "",
+        &fixture("go_dbstats.txt"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        value(
+            &d.metrics().await,
+            &format!("poolwatch_pool_in_use_connections{ORDERS}")
+        ),
+        Some(3.0)
+    );
+    let m = d
+        .wait_metrics(
+            std::time::Duration::from_secs(15),
+            "the group's pool to expire",
+            |m| value(m, "poolwatch_pools_tracked") == Some(0.0),
+        )
+        .await;
+    assert_eq!(pool_lines(&m), "");
+    assert_eq!(value(&m, "poolwatch_pools_expired_total"), Some(1.0));
+    // A POST after expiry starts from an empty group: only what it carries is kept.
+    let body = b"go_sql_in_use_connections{db_name=\"orders\"} 2\ngo_sql_idle_connections{db_name=\"orders\"} 1\n";
+    assert_eq!(
+        send(
+            &d,
+            "POST",
+            "/metrics/job/billing/instance/pod-1",
+            None,
+            "",
+            body
+        )
+        .await
+        .status,
+        200
+    );
+    let m = d.metrics().await;
+    assert_eq!(
+        value(&m, &format!("poolwatch_pool_max_open_connections{ORDERS}")),
+        None,
+        "the expired group's families are gone"
+    );
+    assert_eq!(
+        value(&m, &format!("poolwatch_pool_open_connections{ORDERS}")),
+        Some(3.0)
+    );
+    d.stop().await;
+}
