@@ -81,11 +81,7 @@ impl Core {
     /// Creates the registry and registers every component's metrics.
     pub fn new(cfg: &Config) -> prometheus::Result<Core> {
         let registry = metrics::new_registry()?;
-        let store = Arc::new(Store::register(
-            &registry,
-            cfg.pools.expiry,
-            cfg.pools.max_pools,
-        )?);
+        let store = Arc::new(Store::register(&registry, &cfg.pools)?);
         metrics::register(&registry, PoolCollector::new(store.clone()))?;
         let ingest = IngestMetrics::register(&registry)?;
         let groups = crate::http::pushgateway::Groups::register(

@@ -134,6 +134,30 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Time allowed to receive a request's headers and its body.
     pub request_timeout: Duration,
+    /// Bearer token every push must carry, when set.
+    pub push_token: Option<Secret>,
+}
+
+/// A secret value: shown as `<redacted>` by `Debug`, compared in constant time.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Whether `candidate` equals the secret, in time independent of where they differ.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let a = self.0.as_bytes();
+        let mut diff = a.len() ^ candidate.len();
+        for (i, b) in a.iter().enumerate() {
+            diff |= usize::from(b ^ candidate.get(i).copied().unwrap_or(0));
+        }
+        diff == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Pool store limits.
@@ -143,6 +167,10 @@ pub struct PoolsConfig {
     pub expiry: Duration,
     /// Most pools tracked at once; pushes of new pools beyond it are rejected.
     pub max_pools: usize,
+    /// Most applications tracked at once.
+    pub max_apps: usize,
+    /// Most pools (all instances together) tracked per application.
+    pub max_pools_per_app: usize,
 }
 
 /// The socket view: this network namespace's TCP connections to the database.
@@ -386,6 +414,20 @@ pub const KEYS: &[Key] = &[
         flag: None,
     },
     Key {
+        path: "http.push_token",
+        kind: Kind::Secret,
+        default: "-",
+        env: &["POOLWATCH_HTTP_PUSH_TOKEN"],
+        flag: None,
+    },
+    Key {
+        path: "http.push_token_file",
+        kind: Kind::Path,
+        default: "-",
+        env: &["POOLWATCH_HTTP_PUSH_TOKEN_FILE"],
+        flag: None,
+    },
+    Key {
         path: "pools.expiry_seconds",
         kind: Kind::Seconds,
         default: "60",
@@ -397,6 +439,20 @@ pub const KEYS: &[Key] = &[
         kind: Kind::Count,
         default: "1000",
         env: &["POOLWATCH_POOLS_MAX_POOLS"],
+        flag: None,
+    },
+    Key {
+        path: "pools.max_apps",
+        kind: Kind::Count,
+        default: "500",
+        env: &["POOLWATCH_POOLS_MAX_APPS"],
+        flag: None,
+    },
+    Key {
+        path: "pools.max_pools_per_app",
+        kind: Kind::Count,
+        default: "500",
+        env: &["POOLWATCH_POOLS_MAX_POOLS_PER_APP"],
         flag: None,
     },
     Key {
@@ -844,10 +900,13 @@ impl Sources<'_> {
         let http = HttpConfig {
             max_body_bytes: self.count("http.max_body_bytes", 1 << 20),
             request_timeout: self.seconds("http.request_timeout_seconds", 10.0),
+            push_token: self.push_token(),
         };
         let pools = PoolsConfig {
             expiry: self.seconds("pools.expiry_seconds", 60.0),
             max_pools: self.count("pools.max_pools", 1000),
+            max_apps: self.count("pools.max_apps", 500),
+            max_pools_per_app: self.count("pools.max_pools_per_app", 500),
         };
         let database = self.database(&mut warnings);
         let pod_ip = match self.text("pod_ip").filter(|s| !s.is_empty()) {
@@ -1100,6 +1159,33 @@ impl Sources<'_> {
             }
             _ => None,
         }
+    }
+
+    fn push_token(&mut self) -> Option<Secret> {
+        let inline = self.text("http.push_token").filter(|t| !t.is_empty());
+        let file = self.text("http.push_token_file").filter(|t| !t.is_empty());
+        let token = match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    "http.push_token and http.push_token_file are both set; set one".into(),
+                );
+                return None;
+            }
+            (Some(t), None) => t,
+            (None, Some(f)) => match std::fs::read_to_string(&f) {
+                Ok(t) => t.trim().to_string(),
+                Err(e) => {
+                    self.problem(format!("http.push_token_file: cannot read {f}: {e}"));
+                    return None;
+                }
+            },
+            (None, None) => return None,
+        };
+        if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            self.problem("http.push_token: at least 16 printable characters without spaces".into());
+            return None;
+        }
+        Some(Secret(token))
     }
 
     /// As libpq: environment variables give what the URL does not.
@@ -1497,6 +1583,40 @@ mod tests {
             let err = load_with(Some(file), &[], &[]).expect_err(file);
             assert!(err.to_string().contains(needle), "{file}: {err}");
         }
+    }
+
+    #[test]
+    fn push_token_from_environment_or_file_never_shown() {
+        let c = load_with(
+            None,
+            &[],
+            &[("POOLWATCH_HTTP_PUSH_TOKEN", "s3cret-token-0123456789")],
+        )
+        .unwrap();
+        let t = c.http.push_token.clone().expect("token");
+        assert!(t.matches(b"s3cret-token-0123456789"));
+        assert!(!t.matches(b"s3cret-token-012345678"));
+        assert!(!t.matches(b"s3cret-token-0123456789x"));
+        assert!(!format!("{c:?}").contains("s3cret"), "redacted in Debug");
+        let f = yaml("file-token-abcdefghijkl\n");
+        let c = load_with(
+            Some(&format!("http:\n  push_token_file: {}\n", f.0.display())),
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert!(c
+            .http
+            .push_token
+            .unwrap()
+            .matches(b"file-token-abcdefghijkl"));
+        let err = load_with(None, &[], &[("POOLWATCH_HTTP_PUSH_TOKEN", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("at least 16") && !err.contains("short\""),
+            "{err}"
+        );
     }
 
     #[test]

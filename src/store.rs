@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::{IntCounterVec, Opts, Registry};
 
+use crate::config::PoolsConfig;
 use crate::ingest::{IngestError, PoolKey, PoolPush, PoolSnapshot};
 
 /// A stored snapshot and when it arrived.
@@ -33,6 +34,10 @@ pub struct Store {
     expiry: Duration,
     /// Most pools tracked at once.
     max_pools: usize,
+    /// Most applications tracked at once.
+    max_apps: usize,
+    /// Most pools per application.
+    max_pools_per_app: usize,
     /// Pools expired so far; rendered by the pool collector in the same scrape as the
     /// pools themselves, so the two always agree.
     expired_total: AtomicU64,
@@ -42,24 +47,24 @@ pub struct Store {
 
 impl Store {
     /// Creates the store and registers its drop counter.
-    pub fn register(
-        registry: &Registry,
-        expiry: Duration,
-        max_pools: usize,
-    ) -> prometheus::Result<Store> {
+    pub fn register(registry: &Registry, limits: &PoolsConfig) -> prometheus::Result<Store> {
         let dropped_total = IntCounterVec::new(
             Opts::new(
                 "poolwatch_ingest_dropped_total",
-                "Pool snapshots refused, by reason (pool_limit: pools.max_pools reached).",
+                "Pool snapshots refused, by reason (pool_limit, app_limit, pools_per_app_limit).",
             ),
             &["reason"],
         )?;
-        dropped_total.with_label_values(&["pool_limit"]);
+        for reason in ["pool_limit", "app_limit", "pools_per_app_limit"] {
+            dropped_total.with_label_values(&[reason]);
+        }
         registry.register(Box::new(dropped_total.clone()))?;
         Ok(Store {
             pools: Mutex::new(HashMap::new()),
-            expiry,
-            max_pools,
+            expiry: limits.expiry,
+            max_pools: limits.max_pools,
+            max_apps: limits.max_apps,
+            max_pools_per_app: limits.max_pools_per_app,
             expired_total: AtomicU64::new(0),
             dropped_total,
         })
@@ -100,15 +105,22 @@ impl Store {
             .iter()
             .filter(|k| pools.contains_key(*k) && !pushes.iter().any(|p| &p.key == *k))
             .count();
-        if (pools.len() + new).saturating_sub(leaving) > self.max_pools {
-            self.dropped_total
-                .with_label_values(&["pool_limit"])
-                .inc_by(pushes.len() as u64);
-            return Err(IngestError::PoolLimit {
+        let refused = if (pools.len() + new).saturating_sub(leaving) > self.max_pools {
+            Some(IngestError::PoolLimit {
                 limit: self.max_pools,
                 tracked: pools.len(),
                 new,
-            });
+            })
+        } else if new > 0 {
+            self.app_limits(&pools, &pushes)
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            self.dropped_total
+                .with_label_values(&[e.kind()])
+                .inc_by(pushes.len() as u64);
+            return Err(e);
         }
         for k in gone {
             pools.remove(k);
@@ -125,6 +137,32 @@ impl Store {
             );
         }
         Ok(n)
+    }
+
+    /// The application limits, checked only when a push adds pools (updates of tracked
+    /// pools never need it, so the common push stays O(1)).
+    fn app_limits(
+        &self,
+        pools: &HashMap<PoolKey, Entry>,
+        pushes: &[PoolPush],
+    ) -> Option<IngestError> {
+        let mut per_app: HashMap<&str, usize> = HashMap::new();
+        for k in pools.keys() {
+            *per_app.entry(k.app.as_str()).or_default() += 1;
+        }
+        for p in pushes.iter().filter(|p| !pools.contains_key(&p.key)) {
+            *per_app.entry(p.key.app.as_str()).or_default() += 1;
+        }
+        if per_app.len() > self.max_apps {
+            return Some(IngestError::AppLimit {
+                limit: self.max_apps,
+            });
+        }
+        let (app, n) = per_app.iter().max_by_key(|(_, n)| **n)?;
+        (*n > self.max_pools_per_app).then(|| IngestError::PoolsPerAppLimit {
+            app: app.to_string(),
+            limit: self.max_pools_per_app,
+        })
     }
 
     /// Drops expired pools; returns how many.
@@ -187,10 +225,13 @@ mod tests {
 
     fn store(max: usize) -> (Store, Registry) {
         let r = Registry::new();
-        (
-            Store::register(&r, Duration::from_secs(60), max).unwrap(),
-            r,
-        )
+        let limits = PoolsConfig {
+            expiry: Duration::from_secs(60),
+            max_pools: max,
+            max_apps: 3,
+            max_pools_per_app: 4,
+        };
+        (Store::register(&r, &limits).unwrap(), r)
     }
 
     #[test]
@@ -204,6 +245,36 @@ mod tests {
         assert_eq!(snap.len(), 1);
         assert_eq!(snap[0].1.snapshot.open, 5);
         assert_eq!(snap[0].1.received_unix, 2.0);
+    }
+
+    #[test]
+    fn app_limits() {
+        let (s, _) = store(100);
+        let t = Instant::now();
+        let many: Vec<PoolPush> = (0..4).map(|i| push("a", &format!("p{i}"), 1)).collect();
+        s.apply(many, t, 1.0).unwrap();
+        let err = s.apply(vec![push("a", "p9", 1)], t, 1.0).unwrap_err();
+        assert_eq!(
+            err,
+            IngestError::PoolsPerAppLimit {
+                app: "a".into(),
+                limit: 4
+            }
+        );
+        s.apply(vec![push("b", "p", 1), push("c", "p", 1)], t, 1.0)
+            .unwrap();
+        let err = s.apply(vec![push("d", "p", 1)], t, 1.0).unwrap_err();
+        assert_eq!(err, IngestError::AppLimit { limit: 3 });
+        assert_eq!(s.dropped_total.with_label_values(&["app_limit"]).get(), 1);
+        assert_eq!(
+            s.dropped_total
+                .with_label_values(&["pools_per_app_limit"])
+                .get(),
+            1
+        );
+        // Updates of tracked pools pass whatever the limits.
+        s.apply(vec![push("a", "p0", 7)], t, 1.0).unwrap();
+        assert_eq!(s.len(), 6);
     }
 
     #[test]

@@ -449,3 +449,86 @@ async fn health_readiness_and_methods() {
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn pushes_need_the_bearer_token_when_one_is_set() {
+    let d = Daemon::start("http:\n  push_token: an-example-token-0123\n").await;
+    let body = br#"{"open":1}"#;
+    let send = |auth: Option<&'static str>, path: &'static str| {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(a) = auth {
+            req.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        raw(d.push_addr, bytes.leak())
+    };
+    for auth in [
+        None,
+        Some("Bearer wrong-token-000000000"),
+        Some("Basic YTpi"),
+        Some("Bearer an-example-token-012"),
+    ] {
+        let r = send(auth, "/api/v1/pools/a/p").await;
+        assert_eq!(r.status, 401, "{auth:?}: {}", r.body);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer realm=\"poolwatch\"")
+        );
+        assert!(
+            !r.body.contains("an-example-token"),
+            "the token is never echoed"
+        );
+    }
+    assert_eq!(
+        send(None, "/metrics/job/a").await.status,
+        401,
+        "the Pushgateway protocol too"
+    );
+    let r = send(Some("Bearer an-example-token-0123"), "/api/v1/pools/a/p").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = d.metrics().await;
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_ingest_requests_total{format="json",outcome="unauthorized"}"#
+        ),
+        Some(4.0)
+    );
+    assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(1.0));
+    assert!(!m.contains("an-example-token"));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn application_limits_get_429_and_are_counted() {
+    let d = Daemon::start("pools:\n  max_apps: 2\n  max_pools_per_app: 2\n").await;
+    for (path, want) in [
+        ("/api/v1/pools/a/p1", 200),
+        ("/api/v1/pools/a/p2", 200),
+        ("/api/v1/pools/a/p3", 429),
+        ("/api/v1/pools/b/p1", 200),
+        ("/api/v1/pools/c/p1", 429),
+    ] {
+        let r = d.push(path, r#"{"open":1}"#).await;
+        assert_eq!(r.status, want, "{path}: {}", r.body);
+    }
+    let m = d.metrics().await;
+    assert_eq!(
+        value(&m, r#"poolwatch_ingest_dropped_total{reason="app_limit"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_ingest_dropped_total{reason="pools_per_app_limit"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(3.0));
+    d.stop().await;
+}

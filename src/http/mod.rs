@@ -142,15 +142,24 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
             if method != Method::POST {
                 return not_allowed("POST");
             }
+            if let Some(denied) = unauthorized(&req, ctx, "json") {
+                return denied;
+            }
             let (app, pool) = (crate::percent_decode(app), crate::percent_decode(pool));
             push::pool(req, ctx, &app, &pool).await
         }
         (_, true, ["metrics", job, ..]) if *job == "job" || *job == "job@base64" => {
+            if let Some(denied) = unauthorized(&req, ctx, "pushgateway") {
+                return denied;
+            }
             pushgateway::handle(req, ctx).await
         }
         (_, true, ["api", "v1", "pools"]) => {
             if method != Method::POST {
                 return not_allowed("POST");
+            }
+            if let Some(denied) = unauthorized(&req, ctx, "batch") {
+                return denied;
             }
             push::batch(req, ctx).await
         }
@@ -160,6 +169,32 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
             None,
         ),
     }
+}
+
+/// With `http.push_token` set, a push must carry `Authorization: Bearer <token>`; the
+/// answer otherwise is 401, counted with `format` and outcome `unauthorized`.
+fn unauthorized(req: &Request<Incoming>, ctx: &Ctx, format: &str) -> Option<Response<Body>> {
+    let token = ctx.http.push_token.as_ref()?;
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if given.is_some_and(|g| token.matches(g.as_bytes())) {
+        return None;
+    }
+    ctx.ingest.count(format, "unauthorized");
+    let mut r = json_error(
+        StatusCode::UNAUTHORIZED,
+        "a bearer token is required to push (http.push_token)",
+        None,
+    );
+    r.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"poolwatch\""),
+    );
+    Some(r)
 }
 
 fn get_only(method: &Method, f: impl FnOnce() -> Response<Body>) -> Response<Body> {

@@ -97,6 +97,21 @@ pub enum IngestError {
         /// New pools the push would add.
         new: usize,
     },
+    /// Accepting the push would track more applications than `pools.max_apps`.
+    #[error("application limit reached: {limit} applications tracked (pools.max_apps)")]
+    AppLimit {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// Accepting the push would give one application more pools than
+    /// `pools.max_pools_per_app`.
+    #[error("application {app:?} would have more than {limit} pools (pools.max_pools_per_app)")]
+    PoolsPerAppLimit {
+        /// The application.
+        app: String,
+        /// The configured limit.
+        limit: usize,
+    },
 }
 
 impl IngestError {
@@ -109,6 +124,8 @@ impl IngestError {
             IngestError::Timeout(_) => "timeout",
             IngestError::Body(_) => "body_error",
             IngestError::PoolLimit { .. } => "pool_limit",
+            IngestError::AppLimit { .. } => "app_limit",
+            IngestError::PoolsPerAppLimit { .. } => "pools_per_app_limit",
         }
     }
 
@@ -118,7 +135,9 @@ impl IngestError {
             IngestError::Syntax(_) | IngestError::Field { .. } | IngestError::Body(_) => 400,
             IngestError::TooLarge { .. } => 413,
             IngestError::Timeout(_) => 408,
-            IngestError::PoolLimit { .. } => 429,
+            IngestError::PoolLimit { .. }
+            | IngestError::AppLimit { .. }
+            | IngestError::PoolsPerAppLimit { .. } => 429,
         }
     }
 
