@@ -532,3 +532,33 @@ async fn application_limits_get_429_and_are_counted() {
     assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(3.0));
     d.stop().await;
 }
+
+#[tokio::test]
+async fn dribbled_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = Daemon::start("http:\n  request_timeout_seconds: 0.5\n").await;
+    let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    s.write_all(b"POST /api/v1/pools/a/p HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    // The server closes the connection (it may say 408 first); it does not wait for ever.
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("connection closed by the header timeout")
+        .ok();
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    // The daemon is fine.
+    assert_eq!(http(d.addr, "GET", "/healthz", None).await.status, 200);
+    d.stop().await;
+}
