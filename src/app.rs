@@ -144,6 +144,7 @@ pub async fn run(
         groups,
         reports,
         http: cfg.http.clone(),
+        web: cfg.web.clone(),
         default_instance: cfg.instance.clone(),
         ready: AtomicBool::new(true),
     });

@@ -112,6 +112,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// HTTP server limits.
     pub http: HttpConfig,
+    /// TLS and basic auth for both listeners, from `web_config_file`.
+    pub web: Option<crate::http::web::WebConfig>,
     /// Pool store limits.
     pub pools: PoolsConfig,
     /// This pod's IP (sidecar mode): backends whose `client_addr` is this IP belong to the
@@ -377,6 +379,13 @@ pub const KEYS: &[Key] = &[
         default: "-",
         env: &["POOLWATCH_PUSH_LISTEN_ADDRESS"],
         flag: Some("--push-listen"),
+    },
+    Key {
+        path: "web_config_file",
+        kind: Kind::Path,
+        default: "-",
+        env: &["POOLWATCH_WEB_CONFIG_FILE"],
+        flag: Some("--web-config-file"),
     },
     Key {
         path: "shutdown_grace_seconds",
@@ -902,6 +911,16 @@ impl Sources<'_> {
             request_timeout: self.seconds("http.request_timeout_seconds", 10.0),
             push_token: self.push_token(),
         };
+        let web = match self.text("web_config_file").filter(|f| !f.is_empty()) {
+            Some(f) => match crate::http::web::load(Path::new(&f)) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    self.problem(format!("web_config_file: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
         let pools = PoolsConfig {
             expiry: self.seconds("pools.expiry_seconds", 60.0),
             max_pools: self.count("pools.max_pools", 1000),
@@ -952,6 +971,7 @@ impl Sources<'_> {
                 log_level,
                 log_format,
                 http,
+                web,
                 pools,
                 pod_ip,
                 socket,

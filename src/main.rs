@@ -39,6 +39,9 @@ struct Cli {
     /// File holding the PostgreSQL URL, e.g. a mounted Secret [env: POOLWATCH_DATABASE_URL_FILE]
     #[arg(long, global = true, value_name = "FILE")]
     database_url_file: Option<String>,
+    /// TLS and basic-auth file in the exporter-toolkit format (docs/security.md) [env: POOLWATCH_WEB_CONFIG_FILE]
+    #[arg(long, global = true, value_name = "FILE")]
+    web_config_file: Option<String>,
     /// Default instance label for pushes (default: $POD_NAME in sidecar mode) [env: POOLWATCH_INSTANCE]
     #[arg(long, global = true, value_name = "NAME")]
     instance: Option<String>,
@@ -82,6 +85,7 @@ impl Cli {
         put("database.url", &self.database_url);
         put("database.url_file", &self.database_url_file);
         put("instance", &self.instance);
+        put("web_config_file", &self.web_config_file);
         put("log_level", &self.log_level);
         put("log_format", &self.log_format);
         v

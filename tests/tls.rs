@@ -9,79 +9,6 @@ use std::time::Duration;
 
 use common::{require_tool, value, Daemon, Pg};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, and a server certificate for localhost and 127.0.0.1 signed by it.
-fn make_certs(dir: &Path, ca_name: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut a = vec!["req", "-x509"];
-    a.extend_from_slice(&ec);
-    a.extend_from_slice(&[
-        "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", ca_name,
-    ]);
-    a.extend_from_slice(&[
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(dir, &a);
-    let mut a = vec!["req"];
-    a.extend_from_slice(&ec);
-    a.extend_from_slice(&[
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(dir, &a);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
-
 /// Turns TLS on in a running cluster with the certificate from `certs`.
 async fn enable_ssl(pg: &Pg, certs: &Path) {
     for f in ["server.crt", "server.key"] {
@@ -137,9 +64,9 @@ async fn sslmodes_against_a_tls_server() {
         return;
     }
     let certs = common::temp_path("certs");
-    make_certs(&certs, "/CN=poolwatch test CA");
+    common::make_certs(&certs, "/CN=poolwatch test CA");
     let other: PathBuf = certs.join("other");
-    make_certs(&other, "/CN=some other CA");
+    common::make_certs(&other, "/CN=some other CA");
     let pg = Pg::start();
     enable_ssl(&pg, &certs).await;
     let up = |m: &str| value(m, "poolwatch_pg_up") == Some(1.0);

@@ -19,6 +19,7 @@
 pub mod connections;
 pub mod push;
 pub mod pushgateway;
+pub mod web;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +49,8 @@ pub struct Ctx {
     pub ingest: push::IngestMetrics,
     /// Pushgateway-format groups.
     pub groups: pushgateway::Groups,
+    /// TLS and basic auth (`web_config_file`).
+    pub web: Option<web::WebConfig>,
     /// The analysis task's latest report, for `/api/v1/connections`.
     pub reports: tokio::sync::watch::Receiver<Arc<crate::tick::Report>>,
     /// Body limit and timeouts.
@@ -86,6 +89,7 @@ pub async fn serve(
         .header_read_timeout(ctx.http.request_timeout)
         .keep_alive(true);
     let local = listener.local_addr().ok();
+    let builder_timeout = ctx.http.request_timeout;
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -100,14 +104,37 @@ pub async fn serve(
                 }
             },
         };
+        let tls = ctx.web.as_ref().and_then(|w| w.tls.clone());
         let ctx = ctx.clone();
         let svc = service_fn(move |req| {
             let ctx = ctx.clone();
             async move { Ok::<_, Infallible>(route(req, &ctx, routes).await) }
         });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let handshake_timeout = builder_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), svc))
+                        .await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(tls), svc))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            return tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -123,6 +150,25 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if let Some(users) = ctx.web.as_ref().and_then(|w| w.users.as_ref()) {
+        let probe = matches!(segments.as_slice(), ["healthz"] | ["readyz"]);
+        let given = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !probe && !users.check(given) {
+            let mut r = json_error(
+                StatusCode::UNAUTHORIZED,
+                "basic authentication required (web_config_file)",
+                None,
+            );
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"poolwatch\""),
+            );
+            return r;
+        }
+    }
     match (routes.metrics, routes.push, segments.as_slice()) {
         (true, _, ["metrics"]) => get_only(&method, || metrics(ctx)),
         (true, _, ["api", "v1", "connections"]) => {
