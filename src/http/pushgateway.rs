@@ -195,6 +195,10 @@ async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outco
     if !mapped.incomplete.is_empty() {
         tracing::debug!(incomplete = ?mapped.incomplete, "pushed pools lack open or in_use and idle; not stored");
     }
+    // Keep only what maps to a pool: ignored families (a Go program's runtime metrics, or
+    // anything a hostile pusher sends) are counted and dropped, not held.
+    let mut group = group;
+    group.retain_families(|name| !mapped.ignored_families.iter().any(|f| f == name));
     groups.insert(
         key,
         Stored {

@@ -60,6 +60,12 @@ impl Group {
         self.families.get(name)
     }
 
+    /// Keeps only the families `keep` accepts (a stored group drops what maps to no pool,
+    /// so a pusher cannot park arbitrary metrics in poolwatch's memory).
+    pub fn retain_families(&mut self, keep: impl Fn(&str) -> bool) {
+        self.families.retain(|name, _| keep(name));
+    }
+
     /// How many families the group holds.
     pub fn len(&self) -> usize {
         self.families.len()
