@@ -7,7 +7,8 @@
 //! the result is cut at a character boundary. It is a lexer, not a parser: anything it
 //! does not recognise is kept as it is, and no input makes it panic.
 
-/// The fingerprint of `sql`, at most `max_chars` characters (an ellipsis marks a cut).
+/// The fingerprint of `sql`: its first `max_chars` characters, followed by an ellipsis
+/// when it was cut.
 pub fn fingerprint(sql: &str, max_chars: usize) -> String {
     let b = sql.as_bytes();
     let mut out = String::with_capacity(sql.len().min(max_chars * 2));
