@@ -101,6 +101,12 @@ fn every_metric_is_documented_and_no_other() {
         "docs/api.md",
         "docs/kubernetes.md",
         "docs/docker.md",
+        "docs/dashboards.md",
+        "docs/alerts.md",
+        "docs/runbooks.md",
+        "docs/benchmarks.md",
+        "docs/security.md",
+        "docs/reliability.md",
         "README.md",
     ] {
         for m in mentioned(&read(path)) {
@@ -128,4 +134,40 @@ fn example_configuration_is_valid_and_complete() {
             k.path
         );
     }
+}
+
+#[test]
+fn relative_links_in_the_docs_resolve() {
+    let mut files = vec!["README.md".to_string()];
+    for e in std::fs::read_dir(format!("{ROOT}/docs")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".md") {
+            files.push(format!("docs/{name}"));
+        }
+    }
+    let mut broken = Vec::new();
+    for f in &files {
+        let text = read(f);
+        let dir = std::path::Path::new(ROOT)
+            .join(f)
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("](") {
+            let tail = &rest[i + 2..];
+            let end = tail.find(')').unwrap_or(tail.len());
+            let target = tail[..end].split('#').next().unwrap_or("");
+            if !target.is_empty()
+                && !target.contains("://")
+                && !target.contains(' ')
+                && !dir.join(target).exists()
+            {
+                broken.push(format!("{f}: {target}"));
+            }
+            rest = &tail[end.min(tail.len())..];
+        }
+    }
+    assert!(broken.is_empty(), "broken links: {broken:?}");
+    assert!(files.len() > 5);
 }
