@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -129,7 +129,7 @@ impl Ticker {
                 }
                 None => None,
             };
-            self.tick_at(unix_now(), sockets);
+            self.tick_at(crate::unix_now(), sockets);
         }
     }
 
@@ -248,11 +248,4 @@ fn read_sockets(
         });
     }
     Some(out)
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }

@@ -2,7 +2,7 @@
 //! nothing, and count the outcome. A rejected push gets a 4xx JSON error naming the
 //! problem (and the field, when there is one) and leaves the store as it was.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -76,10 +76,7 @@ pub async fn batch(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
 }
 
 fn store(ctx: &Ctx, format: &str, pushes: Vec<PoolPush>) -> Response<Body> {
-    let unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    let unix = crate::unix_now();
     match ctx.store.apply(pushes, Instant::now(), unix) {
         Ok(n) => {
             ctx.ingest.count(format, "accepted");

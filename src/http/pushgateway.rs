@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE};
@@ -110,10 +110,7 @@ type Outcome = Result<(&'static str, usize), (&'static str, IngestError)>;
 async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outcome {
     let key = parse_push_path(req.uri().path()).map_err(|e| (UNKNOWN, e))?;
     let now = Instant::now();
-    let unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    let unix = crate::unix_now();
     if method == group::Method::Delete {
         let removed = {
             let mut groups = lock(&ctx.groups.groups);

@@ -20,7 +20,7 @@ pub mod settings;
 pub mod socket;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus::{IntCounterVec, Opts, Registry};
 use tokio::sync::watch;
@@ -131,13 +131,6 @@ impl SampleError {
             _ => true,
         }
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Doubles from `min` to `max`; reset after a success.
@@ -370,7 +363,7 @@ async fn sample(s: &mut Session, cfg: &DatabaseConfig) -> Result<Sample, SampleE
         .map_err(SampleError::Query)?;
     let aggregates = activity::aggregate(&backends, cfg.max_application_names);
     Ok(Sample {
-        at_unix: unix_now(),
+        at_unix: crate::unix_now(),
         own_client_port: own_port.and_then(|p| u16::try_from(p).ok()),
         limits,
         backends,
