@@ -152,21 +152,11 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if let Some(users) = ctx.web.as_ref().and_then(|w| w.users.as_ref()) {
         let probe = matches!(segments.as_slice(), ["healthz"] | ["readyz"]);
-        let given = req
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if !probe && !users.check(given) {
-            let mut r = json_error(
-                StatusCode::UNAUTHORIZED,
+        if !probe && !users.check(authorization(&req)) {
+            return challenge(
                 "basic authentication required (web_config_file)",
-                None,
+                "Basic realm=\"poolwatch\"",
             );
-            r.headers_mut().insert(
-                hyper::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"poolwatch\""),
-            );
-            return r;
         }
     }
     match (routes.metrics, routes.push, segments.as_slice()) {
@@ -221,26 +211,34 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
 /// answer otherwise is 401, counted with `format` and outcome `unauthorized`.
 fn unauthorized(req: &Request<Incoming>, ctx: &Ctx, format: &str) -> Option<Response<Body>> {
     let token = ctx.http.push_token.as_ref()?;
-    let given = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let given = authorization(req)
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     if given.is_some_and(|g| token.matches(g.as_bytes())) {
         return None;
     }
     ctx.ingest.count(format, "unauthorized");
-    let mut r = json_error(
-        StatusCode::UNAUTHORIZED,
+    Some(challenge(
         "a bearer token is required to push (http.push_token)",
-        None,
-    );
+        "Bearer realm=\"poolwatch\"",
+    ))
+}
+
+/// The request's `Authorization` header, when it is text.
+fn authorization(req: &Request<Incoming>) -> Option<&str> {
+    req.headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// A 401 JSON error asking for credentials of the scheme `www_authenticate` names.
+fn challenge(error: &str, www_authenticate: &'static str) -> Response<Body> {
+    let mut r = json_error(StatusCode::UNAUTHORIZED, error, None);
     r.headers_mut().insert(
         hyper::header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"poolwatch\""),
+        HeaderValue::from_static(www_authenticate),
     );
-    Some(r)
+    r
 }
 
 fn get_only(method: &Method, f: impl FnOnce() -> Response<Body>) -> Response<Body> {
