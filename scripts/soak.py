@@ -569,4 +569,14 @@ def report(samples, stats, proc):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        sys.exit(0)
+    if sys.argv[1:]:
+        print(
+            f"soak.py takes no arguments ({' '.join(sys.argv[1:])}); "
+            "it is configured by SOAK_* environment variables: see --help",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     sys.exit(main())
