@@ -121,15 +121,30 @@ impl Ticker {
                 _ = cancel.cancelled() => break,
                 _ = timer.tick() => {}
             }
-            let sockets = match &self.socket {
-                Some(sc) => {
-                    resolve(&sc.peers, &mut resolved).await;
-                    let own = self.own_client_port();
-                    read_sockets(sc, &resolved, own.as_slice())
+            if let Some(sc) = &self.socket {
+                resolve(&sc.peers, &mut resolved).await;
+            }
+            let own = self.own_client_port();
+            let peers = resolved.clone();
+            let now = crate::unix_now();
+            // Reading /proc/net/tcp and the analysis take milliseconds per thousand pools:
+            // done on the blocking pool, so scrapes and pushes are not kept waiting.
+            let ticked = tokio::task::spawn_blocking(move || {
+                let sockets = self
+                    .socket
+                    .as_ref()
+                    .and_then(|sc| read_sockets(sc, &peers, own.as_slice()));
+                self.tick_at(now, sockets);
+                self
+            })
+            .await;
+            match ticked {
+                Ok(ticker) => self = ticker,
+                Err(e) => {
+                    tracing::error!(error = %e, "the analysis tick failed; analysis stopped");
+                    return;
                 }
-                None => None,
-            };
-            self.tick_at(crate::unix_now(), sockets);
+            }
         }
     }
 
