@@ -67,6 +67,8 @@ pub struct Core {
     pub store: Arc<Store>,
     /// Push outcome counters.
     pub ingest: IngestMetrics,
+    /// Open connections per listener.
+    pub open_connections: prometheus::IntGaugeVec,
     /// The sampler, when a database is configured.
     pub sampler: Option<Sampler>,
     /// Pushgateway-format groups.
@@ -84,6 +86,8 @@ impl Core {
         let store = Arc::new(Store::register(&registry, &cfg.pools)?);
         metrics::register(&registry, PoolCollector::new(store.clone()))?;
         let ingest = IngestMetrics::register(&registry)?;
+        let open_connections =
+            http::register_connections(&registry, cfg.push_listen_address != cfg.listen_address)?;
         let groups = crate::http::pushgateway::Groups::register(
             &registry,
             cfg.pools.expiry,
@@ -103,6 +107,7 @@ impl Core {
             registry,
             store,
             ingest,
+            open_connections,
             groups,
             sampler,
             ticker,
@@ -121,6 +126,7 @@ pub async fn run(
         registry,
         store,
         ingest,
+        open_connections,
         groups,
         sampler,
         ticker,
@@ -147,6 +153,7 @@ pub async fn run(
         web: cfg.web.clone(),
         default_instance: cfg.instance.clone(),
         ready: AtomicBool::new(true),
+        open_connections,
     });
     let servers = TaskTracker::new();
     let grace = cfg.shutdown_grace;

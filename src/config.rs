@@ -134,8 +134,11 @@ pub struct Config {
 pub struct HttpConfig {
     /// Largest accepted request body.
     pub max_body_bytes: usize,
-    /// Time allowed to receive a request's headers and its body.
+    /// Time allowed to receive a request's headers and its body, for an idle keep-alive
+    /// connection to send its next request, and for a stalled response write.
     pub request_timeout: Duration,
+    /// Open connections per listener; at the cap, new ones wait in the kernel's backlog.
+    pub max_connections: usize,
     /// Bearer token every push must carry, when set.
     pub push_token: Option<Secret>,
 }
@@ -420,6 +423,13 @@ pub const KEYS: &[Key] = &[
         kind: Kind::Seconds,
         default: "10",
         env: &["POOLWATCH_HTTP_REQUEST_TIMEOUT_SECONDS"],
+        flag: None,
+    },
+    Key {
+        path: "http.max_connections",
+        kind: Kind::Count,
+        default: "512",
+        env: &["POOLWATCH_HTTP_MAX_CONNECTIONS"],
         flag: None,
     },
     Key {
@@ -909,6 +919,7 @@ impl Sources<'_> {
         let http = HttpConfig {
             max_body_bytes: self.count("http.max_body_bytes", 1 << 20),
             request_timeout: self.seconds("http.request_timeout_seconds", 10.0),
+            max_connections: self.count("http.max_connections", 512),
             push_token: self.push_token(),
         };
         let web = match self.text("web_config_file").filter(|f| !f.is_empty()) {

@@ -562,3 +562,109 @@ async fn dribbled_headers_are_cut_off() {
     assert_eq!(http(d.addr, "GET", "/healthz", None).await.status, 200);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = Daemon::start("http:\n  max_connections: 2\n  request_timeout_seconds: 3\n").await;
+    // Two clients hold both slots without sending anything.
+    let first = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    // A third connects (the kernel's backlog accepts it) but is not served yet.
+    let mut third = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+    third
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let waited =
+        tokio::time::timeout(Duration::from_millis(800), third.read_to_end(&mut buf)).await;
+    assert!(
+        waited.is_err() && buf.is_empty(),
+        "served past the cap: {}",
+        String::from_utf8_lossy(&buf)
+    );
+    // One slot frees: the waiting request is served, and counts itself among 2 open.
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf))
+        .await
+        .expect("served once a slot freed")
+        .unwrap();
+    let r = common::parse_response(&buf);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        value(
+            &r.body,
+            r#"poolwatch_http_open_connections{listener="metrics"}"#
+        ),
+        Some(2.0)
+    );
+    // A client that never sends a request is closed by the header timeout, so a full
+    // listener drains by itself.
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), second.read_to_end(&mut rest))
+        .await
+        .expect("idle connection closed by the server")
+        .ok();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(http(d.addr, "GET", "/healthz", None).await.status, 200);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = Daemon::start(
+        "http:\n  request_timeout_seconds: 1\npools:\n  max_pools: 2000\n  max_pools_per_app: 200\n",
+    )
+    .await;
+    // About 6 MB of /metrics: more than the kernel buffers on both ends of a loopback
+    // connection (tcp_wmem's 4 MiB at most, and the client's 4 KiB below), so the
+    // response write blocks while the client does not read.
+    let long = |what: &str, i: usize| format!("{what}-{i:03}-{}", "x".repeat(110));
+    for a in 0..14 {
+        let pools: Vec<String> = (0..90)
+            .map(|p| {
+                format!(
+                    r#"{{"pool":"{}","max_open":50,"open":10,"in_use":7,"idle":3,"waiting":1,"wait_count":4,"wait_duration_seconds":2.5,"max_idle_closed":1,"max_idle_time_closed":2,"max_lifetime_closed":3}}"#,
+                    long("pool", p)
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"app":"{}","instance":"{}","pools":[{}]}}"#,
+            long("app", a),
+            long("instance", a),
+            pools.join(",")
+        );
+        let r = d.push("/api/v1/pools", &body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let size = d.metrics().await.len();
+    assert!(size > 5 << 20, "/metrics is only {size} bytes");
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(d.addr).await.unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let open = |m: &str| value(m, r#"poolwatch_http_open_connections{listener="metrics"}"#);
+    // Seen from another connection: the stalled one is open, then closed by the server.
+    assert_eq!(open(&d.metrics().await), Some(2.0));
+    let mut closed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if open(&d.metrics().await) == Some(1.0) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the stalled connection was not closed");
+    // What the client reads now is a cut-off response: fewer bytes than /metrics holds.
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut got)).await;
+    assert!(got.len() < size, "read {} of {size} bytes", got.len());
+    d.stop().await;
+}

@@ -13,8 +13,11 @@
 //!
 //! When the metrics and push addresses are the same, one listener serves both sets.
 //! Every request's headers and body must arrive within `http.request_timeout_seconds`;
-//! bodies are capped at `http.max_body_bytes`. On shutdown the listener closes at once
-//! and open connections get `shutdown_grace_seconds` to finish.
+//! so must an idle keep-alive connection's next request, and a response write that the
+//! client has stopped reading is abandoned after the same time. Bodies are capped at
+//! `http.max_body_bytes`; each listener holds at most `http.max_connections` connections
+//! and leaves further ones in the kernel's backlog until one closes. On shutdown the
+//! listener closes at once and open connections get `shutdown_grace_seconds` to finish.
 
 pub mod connections;
 pub mod push;
@@ -22,8 +25,12 @@ pub mod pushgateway;
 pub mod web;
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -32,8 +39,10 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus::Registry;
+use prometheus::{IntGaugeVec, Opts, Registry};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpConfig;
@@ -59,6 +68,38 @@ pub struct Ctx {
     pub default_instance: String,
     /// Cleared when shutdown starts, so `/readyz` turns 503.
     pub ready: AtomicBool,
+    /// `poolwatch_http_open_connections{listener}`.
+    pub open_connections: IntGaugeVec,
+}
+
+/// The `listener` label of a listener serving `routes`.
+fn listener_name(routes: Routes) -> &'static str {
+    if routes.metrics {
+        "metrics"
+    } else {
+        "push"
+    }
+}
+
+/// Creates and registers `poolwatch_http_open_connections{listener}`, with a 0 for each
+/// listener there will be (`push` only when pushes have an address of their own).
+pub fn register_connections(
+    registry: &Registry,
+    separate_push: bool,
+) -> prometheus::Result<IntGaugeVec> {
+    let open = IntGaugeVec::new(
+        Opts::new(
+            "poolwatch_http_open_connections",
+            "Open client connections, by listener (metrics: the one serving /metrics, also pushes when they share it); at http.max_connections new ones wait.",
+        ),
+        &["listener"],
+    )?;
+    open.with_label_values(&["metrics"]);
+    if separate_push {
+        open.with_label_values(&["push"]);
+    }
+    registry.register(Box::new(open.clone()))?;
+    Ok(open)
 }
 
 /// Which endpoint families a listener serves.
@@ -84,13 +125,29 @@ pub async fn serve(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
+    let timeout = ctx.http.request_timeout;
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(ctx.http.request_timeout)
+        .header_read_timeout(timeout)
         .keep_alive(true);
     let local = listener.local_addr().ok();
-    let builder_timeout = ctx.http.request_timeout;
+    let open = ctx
+        .open_connections
+        .with_label_values(&[listener_name(routes)]);
+    let slots = Arc::new(tokio::sync::Semaphore::new(ctx.http.max_connections));
     loop {
+        let slot = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
+        };
+        if slots.available_permits() == 0 {
+            tracing::debug!(
+                ?local,
+                max_connections = ctx.http.max_connections,
+                "connection limit reached; new connections wait"
+            );
+        }
         let (stream, peer) = tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
@@ -104,6 +161,7 @@ pub async fn serve(
                 }
             },
         };
+        let stream = WriteDeadline::new(stream, timeout);
         let tls = ctx.web.as_ref().and_then(|w| w.tls.clone());
         let ctx = ctx.clone();
         let svc = service_fn(move |req| {
@@ -112,8 +170,10 @@ pub async fn serve(
         });
         let watcher = graceful.watcher();
         let builder = builder.clone();
-        let handshake_timeout = builder_timeout;
+        let open = open.clone();
         tokio::spawn(async move {
+            open.inc();
+            let _slot = slot;
             let result = match tls {
                 None => {
                     watcher
@@ -121,19 +181,24 @@ pub async fn serve(
                         .await
                 }
                 Some(acceptor) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             watcher
                                 .watch(builder.serve_connection(TokioIo::new(tls), svc))
                                 .await
                         }
                         Ok(Err(e)) => {
-                            return tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            Ok(())
                         }
-                        Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
                     }
                 }
             };
+            open.dec();
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
@@ -143,6 +208,92 @@ pub async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => tracing::debug!(?local, "listener drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!(?local, grace_seconds = grace.as_secs_f64(), "connections still open after the shutdown grace period; closing them"),
+    }
+}
+
+/// A client stream whose writes fail once they have made no progress for `limit`: a
+/// client that stops reading its response cannot hold the connection, its buffers and
+/// its slot forever. Reads are left to hyper's header timeout and the handlers' body
+/// timeout.
+struct WriteDeadline<S> {
+    io: S,
+    limit: Duration,
+    timer: Pin<Box<Sleep>>,
+    armed: bool,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(io: S, limit: Duration) -> Self {
+        WriteDeadline {
+            io,
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            armed: false,
+        }
+    }
+
+    /// Passes a write's outcome through; a write still pending `limit` after the last one
+    /// that progressed becomes a `TimedOut` error.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.armed = false;
+            return r;
+        }
+        if !self.armed {
+            self.armed = true;
+            self.timer.as_mut().reset(Instant::now() + self.limit);
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading the response",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.watch(cx, r)
     }
 }
 
@@ -310,4 +461,43 @@ pub(crate) fn not_allowed(allow: &'static str) -> Response<Body> {
     r.headers_mut()
         .insert(ALLOW, HeaderValue::from_static(allow));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WriteDeadline;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_write_nobody_reads_fails_after_the_limit() {
+        let (near, _far) = tokio::io::duplex(64);
+        let mut w = WriteDeadline::new(near, Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let err = w.write_all(&[0u8; 4096]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_that_keeps_reading_is_not_cut_off() {
+        // Each read comes well within the limit, the whole transfer takes several limits.
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut w = WriteDeadline::new(near, Duration::from_millis(300));
+        let reader = tokio::spawn(async move {
+            let mut got = 0;
+            let mut buf = [0u8; 64];
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                match far.read(&mut buf).await.unwrap() {
+                    0 => return got,
+                    n => got += n,
+                }
+            }
+        });
+        w.write_all(&[7u8; 2048]).await.unwrap();
+        w.shutdown().await.unwrap();
+        drop(w);
+        assert_eq!(reader.await.unwrap(), 2048);
+    }
 }
