@@ -303,11 +303,26 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if let Some(users) = ctx.web.as_ref().and_then(|w| w.users.as_ref()) {
         let probe = matches!(segments.as_slice(), ["healthz"] | ["readyz"]);
-        if !probe && !users.check(authorization(&req)) {
-            return challenge(
-                "basic authentication required (web_config_file)",
-                "Basic realm=\"poolwatch\"",
-            );
+        if !probe {
+            match users.check(authorization(&req)).await {
+                web::Verdict::Allowed => {}
+                web::Verdict::Denied => {
+                    return challenge(
+                        "basic authentication required (web_config_file)",
+                        "Basic realm=\"poolwatch\"",
+                    )
+                }
+                web::Verdict::Busy => {
+                    let mut r = json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many password checks in progress; retry shortly",
+                        None,
+                    );
+                    r.headers_mut()
+                        .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    return r;
+                }
+            }
         }
     }
     match (routes.metrics, routes.push, segments.as_slice()) {

@@ -586,3 +586,71 @@ pub fn make_certs(dir: &Path, ca_name: &str) {
         ],
     );
 }
+
+/// A CA for client certificates (`{name}-ca.crt`, `{name}-ca.key`) and a client
+/// certificate signed by it (`{name}.crt`, `{name}.key`, subject `/CN={name}`, extended
+/// key usage `clientAuth`), for TLS client authentication.
+pub fn make_client_certs(dir: &Path, name: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_key = format!("{name}-ca.key");
+    let ca_crt = format!("{name}-ca.crt");
+    let key = format!("{name}.key");
+    let csr = format!("{name}.csr");
+    let crt = format!("{name}.crt");
+    let ext = format!("{name}-ext.cnf");
+    let ca_subject = format!("/CN=poolwatch test client CA {name}");
+    let subject = format!("/CN={name}");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut a = vec!["req", "-x509"];
+    a.extend_from_slice(&ec);
+    a.extend_from_slice(&[
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca_crt,
+        "-days",
+        "2",
+        "-subj",
+        &ca_subject,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &a);
+    let mut a = vec!["req"];
+    a.extend_from_slice(&ec);
+    a.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", &subject]);
+    openssl(dir, &a);
+    std::fs::write(
+        dir.join(&ext),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
