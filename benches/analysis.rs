@@ -100,7 +100,7 @@ fn run(pools: usize, backends: usize) -> (Duration, Duration, usize, (usize, usi
         core.ticker.tick_at(now, None);
         ticks.push(started.elapsed());
         let started = Instant::now();
-        let out = poolwatch::metrics::encode(&core.registry);
+        let out = poolwatch::metrics::encode(&core.registry, &core.views);
         renders.push(started.elapsed());
         bytes = out.len();
     }

@@ -61,8 +61,10 @@ impl Listeners {
 /// Everything `/metrics` renders, wired as the daemon wires it; the sampler is not yet
 /// running. Tests build one to render fixed inputs.
 pub struct Core {
-    /// All metrics.
+    /// The metrics components register.
     pub registry: prometheus::Registry,
+    /// The views rendered at scrape time.
+    pub views: Arc<metrics::Views>,
     /// Pool snapshots.
     pub store: Arc<Store>,
     /// Push outcome counters.
@@ -84,7 +86,8 @@ impl Core {
     pub fn new(cfg: &Config) -> prometheus::Result<Core> {
         let registry = metrics::new_registry()?;
         let store = Arc::new(Store::register(&registry, &cfg.pools)?);
-        metrics::register(&registry, PoolCollector::new(store.clone()))?;
+        let mut views = metrics::Views::default();
+        views.add(PoolCollector::new(store.clone()));
         let ingest = IngestMetrics::register(&registry)?;
         let open_connections =
             http::register_connections(&registry, cfg.push_listen_address != cfg.listen_address)?;
@@ -96,15 +99,16 @@ impl Core {
         let (sampler, server_rx) = match cfg.database.clone() {
             Some(db) => {
                 let (sampler, rx) = Sampler::register(&registry, db)?;
-                metrics::register(&registry, ServerCollector::new(rx.clone()))?;
+                views.add(ServerCollector::new(rx.clone()));
                 (Some(sampler), Some(rx))
             }
             None => (None, None),
         };
         let (ticker, reports) = Ticker::new(cfg, store.clone(), server_rx);
-        metrics::register(&registry, AppCollector::new(reports.clone()))?;
+        views.add(AppCollector::new(reports.clone()));
         Ok(Core {
             registry,
+            views: Arc::new(views),
             store,
             ingest,
             open_connections,
@@ -124,6 +128,7 @@ pub async fn run(
 ) -> prometheus::Result<()> {
     let Core {
         registry,
+        views,
         store,
         ingest,
         open_connections,
@@ -145,6 +150,7 @@ pub async fn run(
     background.spawn(ticker.run(sampler_cancel.clone()));
     let ctx = Arc::new(Ctx {
         registry,
+        views,
         store,
         ingest,
         groups,

@@ -164,7 +164,7 @@ fn render(mode: &str) -> String {
         }];
         core.ticker.tick_at(now, Some(sockets));
     }
-    String::from_utf8(poolwatch::metrics::encode(&core.registry)).expect("utf-8")
+    String::from_utf8(poolwatch::metrics::encode(&core.registry, &core.views)).expect("utf-8")
 }
 
 /// Process metrics vary run to run: their presence is checked, their lines are not

@@ -50,8 +50,10 @@ use crate::store::Store;
 
 /// What every request handler can reach.
 pub struct Ctx {
-    /// Rendered by `/metrics`.
+    /// Rendered by `/metrics`, with `views`.
     pub registry: Registry,
+    /// Rendered by `/metrics` at scrape time.
+    pub views: Arc<crate::metrics::Views>,
     /// Written by pushes.
     pub store: Arc<Store>,
     /// Counters of push outcomes.
@@ -416,7 +418,7 @@ fn get_only(method: &Method, f: impl FnOnce() -> Response<Body>) -> Response<Bod
 }
 
 fn metrics(ctx: &Ctx) -> Response<Body> {
-    let body = crate::metrics::encode(&ctx.registry);
+    let body = crate::metrics::encode(&ctx.registry, &ctx.views);
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(
         CONTENT_TYPE,

@@ -17,17 +17,15 @@
 
 use std::sync::Arc;
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
 use tokio::sync::watch;
 
-use super::{descs, Family, Spec};
+use super::{Family, Spec, View};
 use crate::analysis::Reason;
 use crate::tick::Report;
 
 const L: &[&str] = &["app", "instance"];
 
-/// The families, in the order [`AppCollector::collect`] fills them.
+/// The families, in the order [`AppCollector::families`] fills them.
 pub const SPECS: &[Spec] = &[
     Spec { name: "poolwatch_app_connections", help: "Connections of the application: the largest of its server, socket and pool counts (what the trend follows).", counter: false, labels: L },
     Spec { name: "poolwatch_app_server_connections", help: "Server backends attributed to the application.", counter: false, labels: L },
@@ -52,29 +50,23 @@ pub const SPECS: &[Spec] = &[
 pub struct AppCollector {
     /// The analysis task's channel.
     rx: watch::Receiver<Arc<Report>>,
-    /// One per spec.
-    descs: Vec<Desc>,
 }
 
 impl AppCollector {
     /// A collector over the analysis task's channel.
     pub fn new(rx: watch::Receiver<Arc<Report>>) -> AppCollector {
-        AppCollector {
-            rx,
-            descs: descs(SPECS),
-        }
+        AppCollector { rx }
     }
 }
 
-impl Collector for AppCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
+impl View for AppCollector {
+    fn families(&self) -> Vec<Family<'static>> {
         let report = self.rx.borrow().clone();
         let mut f: Vec<Family> = SPECS.iter().map(Family::new).collect();
         let n = |v: Option<u64>| v.map(|v| v as f64);
+        // Series in label order, as the registry would sort them.
+        let mut reasons = Reason::ALL;
+        reasons.sort_by_key(|r| r.as_str());
         if let Some(findings) = &report.findings {
             for (k, a) in &findings.apps {
                 let l = [k.app.as_str(), k.instance.as_str()];
@@ -92,7 +84,7 @@ impl Collector for AppCollector {
                 f[11].add_opt(&[l[0], l[1], "pool"], a.eta_pool_seconds);
                 f[11].add_opt(&[l[0], l[1], "server"], a.eta_server_seconds);
                 f[12].add(&l, if a.leak_suspected { 1.0 } else { 0.0 });
-                for r in Reason::ALL {
+                for r in reasons {
                     f[13].add(
                         &[l[0], l[1], r.as_str()],
                         if a.reasons.contains(&r) { 1.0 } else { 0.0 },
@@ -110,6 +102,6 @@ impl Collector for AppCollector {
                 );
             }
         }
-        f.into_iter().map(Family::finish).collect()
+        f
     }
 }

@@ -13,15 +13,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
-
-use super::{descs, Family, Spec};
+use super::{Family, Spec, View};
 use crate::store::Store;
 
 const L: &[&str] = &["app", "pool", "instance"];
 
-/// The families, in the order [`PoolCollector::collect`] fills them.
+/// The families, in the order [`PoolCollector::families`] fills them.
 pub const SPECS: &[Spec] = &[
     Spec {
         name: "poolwatch_pool_max_open_connections",
@@ -107,26 +104,17 @@ pub const SPECS: &[Spec] = &[
 pub struct PoolCollector {
     /// The pools.
     store: Arc<Store>,
-    /// One per spec.
-    descs: Vec<Desc>,
 }
 
 impl PoolCollector {
     /// A collector over `store`.
     pub fn new(store: Arc<Store>) -> PoolCollector {
-        PoolCollector {
-            store,
-            descs: descs(SPECS),
-        }
+        PoolCollector { store }
     }
 }
 
-impl Collector for PoolCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
+impl View for PoolCollector {
+    fn families(&self) -> Vec<Family<'static>> {
         let pools = self.store.snapshot(Instant::now());
         let mut f: Vec<Family> = SPECS.iter().map(Family::new).collect();
         let n = |v: Option<u64>| v.map(|v| v as f64);
@@ -153,6 +141,6 @@ impl Collector for PoolCollector {
         }
         f[11].add(&[], pools.len() as f64);
         f[12].add(&[], self.store.expired_total() as f64);
-        f.into_iter().map(Family::finish).collect()
+        f
     }
 }

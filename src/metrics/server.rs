@@ -12,11 +12,9 @@
 
 use std::sync::Arc;
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
 use tokio::sync::watch;
 
-use super::{descs, Family, Spec};
+use super::{Family, Spec, View};
 use crate::sampler::ServerState;
 
 const CONN: &[&str] = &[
@@ -29,7 +27,7 @@ const CONN: &[&str] = &[
 ];
 const AGE: &[&str] = &["datname", "usename", "application_name", "state"];
 
-/// The families, in the order [`ServerCollector::collect`] fills them.
+/// The families, in the order [`ServerCollector::families`] fills them.
 pub const SPECS: &[Spec] = &[
     Spec { name: "poolwatch_pg_up", help: "1 if the last sample of pg_stat_activity succeeded, 0 if not.", counter: false, labels: &[] },
     Spec { name: "poolwatch_pg_connections", help: "Client backends on the server (poolwatch's own excluded), by database, role, application_name, state and wait event.", counter: false, labels: CONN },
@@ -46,26 +44,17 @@ pub const SPECS: &[Spec] = &[
 pub struct ServerCollector {
     /// The sampler's channel.
     rx: watch::Receiver<Arc<ServerState>>,
-    /// One per spec.
-    descs: Vec<Desc>,
 }
 
 impl ServerCollector {
     /// A collector over the sampler's channel.
     pub fn new(rx: watch::Receiver<Arc<ServerState>>) -> ServerCollector {
-        ServerCollector {
-            rx,
-            descs: descs(SPECS),
-        }
+        ServerCollector { rx }
     }
 }
 
-impl Collector for ServerCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
+impl View for ServerCollector {
+    fn families(&self) -> Vec<Family<'static>> {
         let state = self.rx.borrow().clone();
         let mut f: Vec<Family> = SPECS.iter().map(Family::new).collect();
         f[0].add(&[], if state.up { 1.0 } else { 0.0 });
@@ -97,6 +86,6 @@ impl Collector for ServerCollector {
         }
         f[7].add_opt(&[], state.last_duration_seconds);
         f[8].add_opt(&[], state.last_success_unix);
-        f.into_iter().map(Family::finish).collect()
+        f
     }
 }
