@@ -61,9 +61,17 @@ impl Group {
     }
 
     /// Keeps only the families `keep` accepts (a stored group drops what maps to no pool,
-    /// so a pusher cannot park arbitrary metrics in poolwatch's memory).
+    /// so a pusher cannot park arbitrary metrics in poolwatch's memory), without their
+    /// HELP text (nothing reads it once stored) and without spare capacity.
     pub fn retain_families(&mut self, keep: impl Fn(&str) -> bool) {
         self.families.retain(|name, _| keep(name));
+        for family in self.families.values_mut() {
+            family.help = String::new();
+            family.samples.shrink_to_fit();
+            for sample in &mut family.samples {
+                sample.labels.shrink_to_fit();
+            }
+        }
     }
 
     /// How many families the group holds.

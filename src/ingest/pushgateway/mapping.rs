@@ -377,7 +377,7 @@ fn state_matches(rule: &Rule, sample: &Sample, key: &GroupingKey) -> bool {
     };
     rule.client.state_labels().iter().find_map(|l| {
         key.get(l)
-            .or_else(|| sample.labels.get(*l).map(String::as_str))
+            .or_else(|| sample.labels.get(l).map(String::as_str))
     }) == Some(want)
 }
 
@@ -480,7 +480,7 @@ impl<'a> KeyContext<'a> {
             },
         };
         let from_sample = client.pool_labels().iter().find_map(|l| {
-            match (self.key.get(l), sample.labels.get(*l)) {
+            match (self.key.get(l), sample.labels.get(l)) {
                 (Some(k), _) => Some((k.to_string(), Some(*l))),
                 (None, Some(v)) => Some((sanitize(v, MAX_NAME_LEN), None)),
                 (None, None) => None,
