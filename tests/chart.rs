@@ -7,6 +7,9 @@
 //!   Kubernetes the chart supports and a current one;
 //! - the sidecar snippet in both forms, the central Deployment's Secret file and checksums,
 //!   the ConfigMap'd configuration accepted by `poolwatch check-config`;
+//! - the web configuration (`webConfig`: TLS, client certificates, basic auth) in both modes:
+//!   the mounted Secret and `--web-config-file`, HTTPS or tcpSocket probes, the monitors'
+//!   scheme, tlsConfig and basicAuth; and no trace of it while it is off;
 //! - the PrometheusRule equal to the rules after overrides, and accepted by `promtool check
 //!   rules` (on test data now, and on alerts/poolwatch.rules.yaml once it exists);
 //! - `hadolint` on the Dockerfile.
@@ -199,6 +202,20 @@ fn block<'a>(doc: &'a str, key: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Like `block`, within lines already cut out of a document.
+fn block_in<'a>(lines: &[&'a str], key: &str) -> Vec<&'a str> {
+    let start = lines
+        .iter()
+        .position(|line| line.trim() == key)
+        .unwrap_or_else(|| panic!("no line {key:?} in:\n{}", lines.join("\n")));
+    let indent = lines[start].len() - lines[start].trim_start().len();
+    lines[start + 1..]
+        .iter()
+        .take_while(|line| line.trim().is_empty() || line.len() - line.trim_start().len() > indent)
+        .copied()
+        .collect()
+}
+
 /// The lines of the list item that starts with the line `first` (after indentation).
 fn list_item<'a>(lines: &[&'a str], first: &str) -> Vec<&'a str> {
     let start = lines
@@ -269,7 +286,9 @@ fn helm_lint_strict_passes_for_every_ci_values_file() {
     for wanted in [
         "central-values.yaml",
         "central-existing-secret-values.yaml",
+        "central-web-config-values.yaml",
         "sidecar-values.yaml",
+        "sidecar-web-config-values.yaml",
     ] {
         assert!(
             names.contains(wanted),
@@ -289,6 +308,13 @@ fn helm_lint_strict_passes_for_every_ci_values_file() {
         "--set",
         "nativeSidecar=false",
     ]);
+    let with_web: Vec<String> = ["true", "false"]
+        .iter()
+        .map(|native| format!("nativeSidecar={native},{SIDECAR_WEB_CONFIG},{CLIENT_CERT}"))
+        .collect();
+    for set in &with_web {
+        runs.push(vec!["lint", path_str(&example), "--set", set]);
+    }
     for args in runs {
         let out = succeed(&mut helmtool(&args));
         assert!(
@@ -307,6 +333,9 @@ fn lint_fails_on_values_the_schema_rejects() {
         "mode=daemonset",
         "sidecar.pushAddress=10.0.0.1:19188",
         "unknownKey=1",
+        "webConfig.tls=maybe",
+        "webConfig.unknownKey=1",
+        "serviceMonitor.tlsConfig=ca.crt",
     ] {
         let out = run(&mut helmtool(&[
             "template",
@@ -376,7 +405,20 @@ fn rendered_manifests_pass_kubernetes_validate_strict() {
         let set = format!("nativeSidecar={native}");
         std::fs::write(&out, template(&example_chart(), &[], &["--set", &set])).unwrap();
         rendered.push(out);
+        // With the web configuration: the Secret's volume, its mount, tcpSocket probes.
+        let out = dir.join(format!("sidecar-app-native-{native}-web-config.yaml"));
+        let set = format!("nativeSidecar={native},{SIDECAR_WEB_CONFIG},{CLIENT_CERT}");
+        std::fs::write(&out, template(&example_chart(), &[], &["--set", &set])).unwrap();
+        rendered.push(out);
     }
+    let out = dir.join("central-web-config-client-cert.yaml");
+    let stream = template(
+        &chart(),
+        &[&chart().join("ci/central-web-config-values.yaml")],
+        &["--set", "webConfig.clientCertRequired=true"],
+    );
+    std::fs::write(&out, stream).unwrap();
+    rendered.push(out);
     for file in &rendered {
         kubernetes_validate(file);
     }
@@ -770,5 +812,305 @@ fn dockerfile_passes_hadolint() {
             dockerfile.lines().any(|l| l == line),
             "Dockerfile lacks {line:?}"
         );
+    }
+}
+
+/// The example chart's `--set` for a web configuration with TLS (the poolwatch dependency's
+/// values), and the addition for client certificates.
+const SIDECAR_WEB_CONFIG: &str =
+    "poolwatch.webConfig.existingSecret=shop-poolwatch-web,poolwatch.webConfig.tls=true";
+const CLIENT_CERT: &str = "poolwatch.webConfig.clientCertRequired=true";
+
+/// The web configuration's Secret mounted read-only where --web-config-file points.
+fn assert_web_config_mounted(container: &[&str], volume: &str) {
+    let joined = container.join("\n");
+    assert!(
+        has_line(
+            container,
+            "- --web-config-file=/etc/poolwatch/web/web-config.yml"
+        ),
+        "{joined}"
+    );
+    let mount = list_item(
+        &block_in(container, "volumeMounts:"),
+        &format!("- name: {volume}"),
+    );
+    assert!(
+        has_line(&mount, "mountPath: /etc/poolwatch/web"),
+        "{joined}"
+    );
+    assert!(has_line(&mount, "readOnly: true"), "{joined}");
+}
+
+/// Each probe of the container: HTTPS httpGet (`tls`) or tcpSocket on `port` (client
+/// certificates required).
+fn assert_probes(container: &[&str], probes: &[&str], port: &str, client_cert: bool) {
+    for probe in probes {
+        let lines = block_in(container, probe);
+        let joined = lines.join("\n");
+        if client_cert {
+            let tcp = block_in(&lines, "tcpSocket:");
+            assert!(
+                has_line(&tcp, &format!("port: {port}")),
+                "{probe}\n{joined}"
+            );
+            assert!(!has_line(&lines, "httpGet:"), "{probe}\n{joined}");
+            assert!(!joined.contains("path:"), "{probe}\n{joined}");
+        } else {
+            let http = block_in(&lines, "httpGet:");
+            assert!(has_line(&http, "scheme: HTTPS"), "{probe}\n{joined}");
+            assert!(
+                has_line(&http, &format!("port: {port}")),
+                "{probe}\n{joined}"
+            );
+            assert!(!has_line(&lines, "tcpSocket:"), "{probe}\n{joined}");
+        }
+    }
+}
+
+#[test]
+fn web_config_central_mounts_the_secret_and_adapts_probes_and_service_monitor() {
+    if !have(
+        "web_config_central_mounts_the_secret_and_adapts_probes_and_service_monitor",
+        &[Tool::Helm],
+    ) {
+        return;
+    }
+    let values = chart().join("ci/central-web-config-values.yaml");
+    for client_cert in [false, true] {
+        let extra: &[&str] = if client_cert {
+            &["--set", "webConfig.clientCertRequired=true"]
+        } else {
+            &[]
+        };
+        let stream = template(&chart(), &[&values], extra);
+        let deployment = docs_of_kind(&stream, "Deployment")[0];
+        let container = list_item(&block(deployment, "containers:"), "- name: poolwatch");
+        assert_web_config_mounted(&container, "web-config");
+        // The database URL file is still mounted beside it.
+        assert!(
+            has_line(
+                &container,
+                "- --database-url-file=/etc/poolwatch/secret/database-url"
+            ),
+            "{deployment}"
+        );
+        let volume = list_item(&block(deployment, "volumes:"), "- name: web-config");
+        assert!(
+            has_line(&volume, "secretName: orders-db-poolwatch-web"),
+            "{deployment}"
+        );
+        assert!(has_line(&volume, "defaultMode: 0440"), "{deployment}");
+        assert_probes(
+            &container,
+            &["livenessProbe:", "readinessProbe:"],
+            "metrics",
+            client_cert,
+        );
+
+        // The ServiceMonitor scrapes https, with tlsConfig and basicAuth as given.
+        let monitors = docs_of_kind(&stream, "ServiceMonitor");
+        assert_eq!(monitors.len(), 1, "{stream}");
+        let endpoint = list_item(&block(monitors[0], "endpoints:"), "- port: metrics");
+        let joined = endpoint.join("\n");
+        assert!(has_line(&endpoint, "scheme: https"), "{joined}");
+        let tls = block_in(&endpoint, "tlsConfig:");
+        for line in [
+            "serverName: poolwatch.monitoring.svc",
+            "name: poolwatch-scrape",
+            "key: ca.crt",
+        ] {
+            assert!(has_line(&tls, line), "{line} in:\n{joined}");
+        }
+        let auth = block_in(&endpoint, "basicAuth:");
+        for line in ["username:", "password:", "key: username", "key: password"] {
+            assert!(has_line(&auth, line), "{line} in:\n{joined}");
+        }
+
+        // The install notes' curl speaks https (and presents a client certificate).
+        let notes = template(&chart(), &[&values], &[extra, &["--notes"]].concat());
+        let curl = if client_cert {
+            "curl -sk --cert client.crt --key client.key https://localhost:19187/metrics"
+        } else {
+            "curl -sk https://localhost:19187/metrics"
+        };
+        assert!(notes.contains(curl), "{notes}");
+        assert!(
+            notes.contains("https://poolwatch.monitoring.svc:19187/api/v1/pools/<app>/<pool>"),
+            "{notes}"
+        );
+        assert!(notes.contains("add -u USER:PASSWORD"), "{notes}");
+    }
+}
+
+#[test]
+fn web_config_sidecar_mounts_the_secret_and_adapts_probes_in_both_forms() {
+    if !have(
+        "web_config_sidecar_mounts_the_secret_and_adapts_probes_in_both_forms",
+        &[Tool::Helm],
+    ) {
+        return;
+    }
+    for native in [true, false] {
+        for client_cert in [false, true] {
+            let mut set = format!("nativeSidecar={native},{SIDECAR_WEB_CONFIG}");
+            if client_cert {
+                set = format!("{set},{CLIENT_CERT}");
+            }
+            let stream = template(&example_chart(), &[], &["--set", &set]);
+            let deployment = docs_of_kind(&stream, "Deployment")[0];
+            let list = block(
+                deployment,
+                if native {
+                    "initContainers:"
+                } else {
+                    "containers:"
+                },
+            );
+            let sidecar = list_item(&list, "- name: poolwatch");
+            assert_downward_api_and_loopback(&sidecar);
+            assert_web_config_mounted(&sidecar, "poolwatch-web-config");
+            // The pod carries the volume, from "poolwatch.sidecar.volumes".
+            let volume = list_item(
+                &block(deployment, "volumes:"),
+                "- name: poolwatch-web-config",
+            );
+            assert!(
+                has_line(&volume, "secretName: shop-poolwatch-web"),
+                "{deployment}"
+            );
+            assert!(has_line(&volume, "defaultMode: 0444"), "{deployment}");
+            assert_probes(
+                &sidecar,
+                &["startupProbe:", "livenessProbe:"],
+                "poolwatch",
+                client_cert,
+            );
+            // The application pushes over TLS too: the push listener speaks it as well.
+            assert!(
+                has_line(
+                    &block(deployment, "containers:"),
+                    "value: https://127.0.0.1:19188/api/v1/pools/shop-api/primary"
+                ),
+                "{deployment}"
+            );
+            let monitor = docs_of_kind(&stream, "PodMonitor")[0];
+            assert!(
+                has_line(&block(monitor, "podMetricsEndpoints:"), "scheme: https"),
+                "{monitor}"
+            );
+        }
+    }
+
+    // The PodMonitor of a sidecar-mode release: https, tlsConfig and basicAuth as given.
+    let values = chart().join("ci/sidecar-web-config-values.yaml");
+    let stream = template(
+        &chart(),
+        &[&values],
+        &[
+            "--set",
+            "podMonitor.basicAuth.username.name=poolwatch-scrape,podMonitor.basicAuth.username.key=username",
+        ],
+    );
+    let monitor = docs_of_kind(&stream, "PodMonitor")[0];
+    let endpoint = list_item(&block(monitor, "podMetricsEndpoints:"), "- port: poolwatch");
+    let joined = endpoint.join("\n");
+    assert!(has_line(&endpoint, "scheme: https"), "{joined}");
+    let tls = block_in(&endpoint, "tlsConfig:");
+    for line in [
+        "keySecret:",
+        "key: tls.key",
+        "key: tls.crt",
+        "key: ca.crt",
+        "serverName: poolwatch-sidecar",
+    ] {
+        assert!(has_line(&tls, line), "{line} in:\n{joined}");
+    }
+    let auth = block_in(&endpoint, "basicAuth:");
+    assert!(has_line(&auth, "username:"), "{joined}");
+    assert!(has_line(&auth, "key: username"), "{joined}");
+
+    // The install notes name the volumes template and the https push address.
+    let notes = template(&chart(), &[&values], &["--notes"]);
+    assert!(
+        notes.contains("include \"poolwatch.sidecar.volumes\""),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("https://127.0.0.1:19188/api/v1/pools/<app>/<pool>"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn web_config_settings_that_cannot_work_fail_the_render() {
+    if !have(
+        "web_config_settings_that_cannot_work_fail_the_render",
+        &[Tool::Helm],
+    ) {
+        return;
+    }
+    let chart = chart();
+    let sidecar = chart.join("ci/sidecar-values.yaml");
+    for (values, set, message) in [
+        (None, "webConfig.tls=true", "set webConfig.existingSecret"),
+        (
+            Some(&sidecar),
+            "webConfig.clientCertRequired=true",
+            "set webConfig.existingSecret",
+        ),
+        (
+            None,
+            "webConfig.existingSecret=x,webConfig.clientCertRequired=true",
+            "needs webConfig.tls: true",
+        ),
+    ] {
+        let mut args = vec!["template", path_str(&chart), "--set", set];
+        if let Some(file) = values {
+            args.extend(["-f", path_str(file)]);
+        }
+        let out = run(&mut helmtool(&args));
+        assert!(!out.status.success(), "{set} was accepted");
+        assert!(text(&out.stderr).contains(message), "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn web_config_off_adds_nothing() {
+    if !have("web_config_off_adds_nothing", &[Tool::Helm]) {
+        return;
+    }
+    let mut streams = vec![("default values".to_string(), template(&chart(), &[], &[]))];
+    for file in ci_values() {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.contains("web-config") {
+            streams.push((name, template(&chart(), &[&file], &[])));
+        }
+    }
+    for native in ["true", "false"] {
+        let set = format!("nativeSidecar={native}");
+        streams.push((
+            format!("sidecar-app {set}"),
+            template(&example_chart(), &[], &["--set", &set]),
+        ));
+    }
+    for (name, stream) in &streams {
+        for needle in [
+            "web-config",
+            "/etc/poolwatch/web",
+            "scheme:",
+            "tcpSocket:",
+            "tlsConfig:",
+            "basicAuth:",
+        ] {
+            assert!(
+                !stream.contains(needle),
+                "{name} renders {needle:?}:\n{stream}"
+            );
+        }
+    }
+    // The example pod has no volumes while the sidecar needs none.
+    for (name, stream) in streams.iter().filter(|(n, _)| n.starts_with("sidecar-app")) {
+        assert!(!stream.contains("volumes:"), "{name}:\n{stream}");
     }
 }

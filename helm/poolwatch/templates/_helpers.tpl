@@ -67,3 +67,50 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "poolwatch.configFile" -}}
 /etc/poolwatch/config/poolwatch.yaml
 {{- end }}
+
+{{/*
+The web configuration (webConfig): the Secret is mounted at this directory, and poolwatch reads
+web-config.yml from it with --web-config-file.
+*/}}
+{{- define "poolwatch.webConfigDir" -}}
+/etc/poolwatch/web
+{{- end }}
+
+{{- define "poolwatch.webConfigFile" -}}
+{{ include "poolwatch.webConfigDir" . }}/web-config.yml
+{{- end }}
+
+{{/* Fails the render on webConfig values that cannot work together. */}}
+{{- define "poolwatch.webConfig.check" -}}
+{{- $web := .Values.webConfig }}
+{{- if and (or $web.tls $web.clientCertRequired) (not $web.existingSecret) }}
+{{- fail "webConfig.tls and webConfig.clientCertRequired describe the file in webConfig.existingSecret: set webConfig.existingSecret (a Secret with web-config.yml and the certificate files) too" }}
+{{- end }}
+{{- if and $web.clientCertRequired (not $web.tls) }}
+{{- fail "webConfig.clientCertRequired (client_auth_type: RequireAndVerifyClientCert) needs webConfig.tls: true" }}
+{{- end }}
+{{- end }}
+
+{{/*
+A probe of the values, adapted to the listeners: with webConfig.tls an httpGet probe gets
+scheme: HTTPS; with webConfig.clientCertRequired it becomes a tcpSocket probe on the same port,
+since the kubelet presents no client certificate. Other probes (exec, tcpSocket, grpc) are
+kept as they are. Takes (dict "probe" <probe> "ctx" <chart context>).
+*/}}
+{{- define "poolwatch.probe" -}}
+{{- $probe := deepCopy .probe }}
+{{- $web := .ctx.Values.webConfig }}
+{{- if and $web.existingSecret (hasKey $probe "httpGet") }}
+{{- if $web.clientCertRequired }}
+{{- $tcp := dict "port" $probe.httpGet.port }}
+{{- with $probe.httpGet.host }}
+{{- $_ := set $tcp "host" . }}
+{{- end }}
+{{- $_ := unset $probe "httpGet" }}
+{{- $_ := set $probe "tcpSocket" $tcp }}
+{{- else if $web.tls }}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" }}
+{{- end }}
+{{- end }}
+{{- toYaml $probe }}
+{{- end }}

@@ -29,6 +29,23 @@ by the PodMonitor this chart renders) and takes pushes on the pod's loopback onl
 http://127.0.0.1:19188/api/v1/pools/<app>/<pool>. POD_NAME (the default instance label of
 pushes) and POD_IP (attribution of the pod's own backends) come from the downward API.
 helm/examples/sidecar-app/ is a complete example.
+
+With webConfig.existingSecret (TLS or basic auth), the container mounts that Secret, and the
+pod needs the volume: include "poolwatch.sidecar.volumes" in the pod spec's volumes too. It
+renders nothing while webConfig.existingSecret is empty, so it can be included always:
+
+    spec:
+      {{- with include "poolwatch.sidecar.volumes" .Subcharts.poolwatch }}
+      volumes:
+        {{- . | nindent 8 }}
+      {{- end }}
+
+or, in a pod that has volumes of its own, as the last item of its list:
+
+      volumes:
+        - name: data
+          ...
+        {{- include "poolwatch.sidecar.volumes" .Subcharts.poolwatch | nindent 8 }}
 */}}
 
 {{- define "poolwatch.sidecar.container" -}}
@@ -39,8 +56,28 @@ helm/examples/sidecar-app/ is a complete example.
 {{- include "poolwatch.sidecar.spec" (dict "ctx" . "native" true) }}
 {{- end }}
 
+{{/*
+The pod's volumes that the sidecar container mounts: none, or the web configuration's Secret.
+The pod's fsGroup is the application's, so the files are readable by every user (0444); only
+the poolwatch container mounts them.
+*/}}
+{{- define "poolwatch.sidecar.volumes" -}}
+{{- include "poolwatch.webConfig.check" . }}
+{{- with .Values.webConfig.existingSecret -}}
+- name: {{ include "poolwatch.sidecar.webConfigVolume" $ }}
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+{{- end }}
+{{- end }}
+
+{{- define "poolwatch.sidecar.webConfigVolume" -}}
+{{- printf "%s-web-config" .Values.sidecar.name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "poolwatch.sidecar.spec" -}}
 {{- $ctx := .ctx }}
+{{- include "poolwatch.webConfig.check" $ctx }}
 {{- $s := $ctx.Values.sidecar -}}
 - name: {{ $s.name }}
   image: {{ include "poolwatch.image" $ctx }}
@@ -54,6 +91,9 @@ helm/examples/sidecar-app/ is a complete example.
     - --push-listen={{ $s.pushAddress }}
     - --log-level={{ $s.logLevel }}
     - --log-format={{ $s.logFormat }}
+    {{- if $ctx.Values.webConfig.existingSecret }}
+    - --web-config-file={{ include "poolwatch.webConfigFile" $ctx }}
+    {{- end }}
     {{- with $s.extraArgs }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -82,15 +122,15 @@ helm/examples/sidecar-app/ is a complete example.
       protocol: TCP
   {{- with $s.startupProbe }}
   startupProbe:
-    {{- toYaml . | nindent 4 }}
+    {{- include "poolwatch.probe" (dict "probe" . "ctx" $ctx) | nindent 4 }}
   {{- end }}
   {{- with $s.livenessProbe }}
   livenessProbe:
-    {{- toYaml . | nindent 4 }}
+    {{- include "poolwatch.probe" (dict "probe" . "ctx" $ctx) | nindent 4 }}
   {{- end }}
   {{- with $s.readinessProbe }}
   readinessProbe:
-    {{- toYaml . | nindent 4 }}
+    {{- include "poolwatch.probe" (dict "probe" . "ctx" $ctx) | nindent 4 }}
   {{- end }}
   {{- with $s.resources }}
   resources:
@@ -99,5 +139,11 @@ helm/examples/sidecar-app/ is a complete example.
   {{- with $s.securityContext }}
   securityContext:
     {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if $ctx.Values.webConfig.existingSecret }}
+  volumeMounts:
+    - name: {{ include "poolwatch.sidecar.webConfigVolume" $ctx }}
+      mountPath: {{ include "poolwatch.webConfigDir" $ctx }}
+      readOnly: true
   {{- end }}
 {{- end }}
