@@ -621,3 +621,25 @@ fn invalid_web_config_is_an_invalid_configuration() {
         }
     }
 }
+
+/// Paths in the web configuration file are relative to its directory, as in the
+/// exporter-toolkit (a mounted Secret holds the file and the certificates side by side).
+#[tokio::test]
+async fn relative_paths_are_relative_to_the_web_config_file() {
+    if require_tool("openssl").is_none() {
+        return;
+    }
+    let certs = common::temp_path("web-relative");
+    common::make_certs(&certs, "/CN=poolwatch relative paths CA");
+    let file = certs.join("web-config.yml");
+    std::fs::write(
+        &file,
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: ./server.key\n",
+    )
+    .unwrap();
+    let d = Daemon::start(&format!("web_config_file: {}\n", file.display())).await;
+    let r = https(d.addr, &certs.join("ca.crt"), "/healthz", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    d.stop().await;
+    let _ = std::fs::remove_dir_all(certs);
+}

@@ -254,7 +254,23 @@ pub fn load(path: &Path) -> Result<WebConfig, String> {
         ));
     }
     let tls = match file.tls_server_config {
-        Some(t) => Some(acceptor(&t).map_err(|p| format!("{}{}", p.join("; "), in_file(path)))?),
+        Some(mut t) => {
+            // Relative paths are relative to the file's directory, as in the exporter-toolkit.
+            let dir = path.parent().unwrap_or(Path::new(""));
+            for p in [
+                Some(&mut t.cert_file),
+                Some(&mut t.key_file),
+                t.client_ca_file.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
+            Some(acceptor(&t).map_err(|p| format!("{}{}", p.join("; "), in_file(path)))?)
+        }
         None => None,
     };
     let users = match file.basic_auth_users {
