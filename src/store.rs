@@ -5,7 +5,7 @@
 //! [`crate::ingest`]) or render (that is [`crate::metrics`]). Time is passed in by the
 //! caller, so expiry is tested without waiting.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ pub struct Entry {
 /// Pool snapshots shared by the push handlers (writers) and the scrape (reader).
 pub struct Store {
     /// The pools; held only for map operations, never across an await.
-    pools: Mutex<HashMap<PoolKey, Entry>>,
+    pools: Mutex<Pools>,
     /// Pools not refreshed within this long are dropped.
     expiry: Duration,
     /// Most pools tracked at once.
@@ -44,6 +44,61 @@ pub struct Store {
     /// `poolwatch_ingest_dropped_total{reason}`: pool snapshots refused.
     dropped_total: IntCounterVec,
 }
+
+/// The pools and how many each application has, kept together so that a push costs the
+/// same at 10 pools and at 10,000 (no pass over all pools to check the limits).
+#[derive(Default)]
+struct Pools {
+    map: HashMap<PoolKey, Entry>,
+    /// Tracked pools per application; no zero entries.
+    per_app: HashMap<String, usize>,
+    /// When a push next sweeps expired pools (a sweep is a pass over all of them).
+    next_sweep: Option<Instant>,
+}
+
+impl Pools {
+    fn insert(&mut self, key: PoolKey, entry: Entry) {
+        if !self.map.contains_key(&key) {
+            *self.per_app.entry(key.app.clone()).or_default() += 1;
+        }
+        self.map.insert(key, entry);
+    }
+
+    fn remove(&mut self, key: &PoolKey) {
+        if self.map.remove(key).is_some() {
+            self.forget_one(&key.app);
+        }
+    }
+
+    fn forget_one(&mut self, app: &str) {
+        if let Some(n) = self.per_app.get_mut(app) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_app.remove(app);
+            }
+        }
+    }
+
+    /// Drops the pools older than `expiry`; returns how many.
+    fn expire(&mut self, now: Instant, expiry: Duration) -> usize {
+        let mut gone = Vec::new();
+        self.map.retain(|k, e| {
+            let live = now.saturating_duration_since(e.received) < expiry;
+            if !live {
+                gone.push(k.app.clone());
+            }
+            live
+        });
+        for app in &gone {
+            self.forget_one(app);
+        }
+        gone.len()
+    }
+}
+
+/// How often pushes sweep expired pools at most. Between sweeps a pool may count against
+/// the limits for up to this long after it expired; scrapes never show it.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl Store {
     /// Creates the store and registers its drop counter.
@@ -60,7 +115,7 @@ impl Store {
         }
         registry.register(Box::new(dropped_total.clone()))?;
         Ok(Store {
-            pools: Mutex::new(HashMap::new()),
+            pools: Mutex::new(Pools::default()),
             expiry: limits.expiry,
             max_pools: limits.max_pools,
             max_apps: limits.max_apps,
@@ -70,7 +125,7 @@ impl Store {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<PoolKey, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, Pools> {
         // A panic while holding the lock leaves a map that is still consistent (every
         // operation is a single insert or retain), so a poisoned lock is safe to reuse.
         self.pools.lock().unwrap_or_else(|e| e.into_inner())
@@ -87,7 +142,9 @@ impl Store {
     }
 
     /// Stores `pushes` and drops `gone` in one step: all or nothing, as [`Store::apply`].
-    /// A Pushgateway group that no longer holds a pool removes it this way.
+    /// A Pushgateway group that no longer holds a pool removes it this way. Costs what the
+    /// push holds, not what the store holds (but for a sweep of expired pools at most
+    /// once a second).
     pub fn replace(
         &self,
         pushes: Vec<PoolPush>,
@@ -96,26 +153,11 @@ impl Store {
         now_unix: f64,
     ) -> Result<usize, IngestError> {
         let mut pools = self.lock();
-        self.expire(&mut pools, now);
-        let new = pushes
-            .iter()
-            .filter(|p| !pools.contains_key(&p.key))
-            .count();
-        let leaving = gone
-            .iter()
-            .filter(|k| pools.contains_key(*k) && !pushes.iter().any(|p| &p.key == *k))
-            .count();
-        let refused = if (pools.len() + new).saturating_sub(leaving) > self.max_pools {
-            Some(IngestError::PoolLimit {
-                limit: self.max_pools,
-                tracked: pools.len(),
-                new,
-            })
-        } else if new > 0 {
-            self.app_limits(&pools, &pushes)
-        } else {
-            None
-        };
+        if pools.next_sweep.is_none_or(|at| now >= at) {
+            self.expire(&mut pools, now);
+            pools.next_sweep = Some(now + SWEEP_EVERY);
+        }
+        let refused = self.limits(&pools, &pushes, gone);
         if let Some(e) = refused {
             self.dropped_total
                 .with_label_values(&[e.kind()])
@@ -139,27 +181,55 @@ impl Store {
         Ok(n)
     }
 
-    /// The application limits, checked only when a push adds pools (updates of tracked
-    /// pools never need it, so the common push stays O(1)).
-    fn app_limits(
-        &self,
-        pools: &HashMap<PoolKey, Entry>,
-        pushes: &[PoolPush],
-    ) -> Option<IngestError> {
-        let mut per_app: HashMap<&str, usize> = HashMap::new();
-        for k in pools.keys() {
-            *per_app.entry(k.app.as_str()).or_default() += 1;
+    /// What the store would hold after the push, checked against the limits; only the
+    /// applications the push touches are counted (updates of tracked pools add nothing).
+    fn limits(&self, pools: &Pools, pushes: &[PoolPush], gone: &[PoolKey]) -> Option<IngestError> {
+        let is_pushed = |k: &PoolKey| pushes.iter().any(|p| &p.key == k);
+        // Net change per application: new pools in, pools of `gone` that go out.
+        let mut delta: HashMap<&str, isize> = HashMap::new();
+        let mut seen: HashSet<&PoolKey> = HashSet::new();
+        for p in pushes {
+            if !pools.map.contains_key(&p.key) && seen.insert(&p.key) {
+                *delta.entry(p.key.app.as_str()).or_default() += 1;
+            }
         }
-        for p in pushes.iter().filter(|p| !pools.contains_key(&p.key)) {
-            *per_app.entry(p.key.app.as_str()).or_default() += 1;
+        if seen.is_empty() {
+            return None;
         }
-        if per_app.len() > self.max_apps {
+        for k in gone {
+            if pools.map.contains_key(k) && !is_pushed(k) {
+                *delta.entry(k.app.as_str()).or_default() -= 1;
+            }
+        }
+        let new = seen.len();
+        let total = pools.map.len() as isize + delta.values().sum::<isize>();
+        if total > self.max_pools as isize {
+            return Some(IngestError::PoolLimit {
+                limit: self.max_pools,
+                tracked: pools.map.len(),
+                new,
+            });
+        }
+        let mut apps = pools.per_app.len();
+        for (app, d) in &delta {
+            let before = pools.per_app.get(*app).copied().unwrap_or(0);
+            let after = before as isize + d;
+            match (before, after) {
+                (0, a) if a > 0 => apps += 1,
+                (b, a) if b > 0 && a <= 0 => apps -= 1,
+                _ => {}
+            }
+        }
+        if apps > self.max_apps {
             return Some(IngestError::AppLimit {
                 limit: self.max_apps,
             });
         }
-        let (app, n) = per_app.iter().max_by_key(|(_, n)| **n)?;
-        (*n > self.max_pools_per_app).then(|| IngestError::PoolsPerAppLimit {
+        let over = delta.iter().find(|(app, d)| {
+            pools.per_app.get(**app).copied().unwrap_or(0) as isize + **d
+                > self.max_pools_per_app as isize
+        });
+        over.map(|(app, _)| IngestError::PoolsPerAppLimit {
             app: app.to_string(),
             limit: self.max_pools_per_app,
         })
@@ -170,10 +240,8 @@ impl Store {
         self.expire(&mut self.lock(), now)
     }
 
-    fn expire(&self, pools: &mut HashMap<PoolKey, Entry>, now: Instant) -> usize {
-        let before = pools.len();
-        pools.retain(|_, e| now.saturating_duration_since(e.received) < self.expiry);
-        let gone = before - pools.len();
+    fn expire(&self, pools: &mut Pools, now: Instant) -> usize {
+        let gone = pools.expire(now, self.expiry);
         self.expired_total.fetch_add(gone as u64, Ordering::Relaxed);
         gone
     }
@@ -182,8 +250,11 @@ impl Store {
     pub fn snapshot(&self, now: Instant) -> Vec<(PoolKey, Entry)> {
         let mut pools = self.lock();
         self.expire(&mut pools, now);
-        let mut out: Vec<(PoolKey, Entry)> =
-            pools.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
+        let mut out: Vec<(PoolKey, Entry)> = pools
+            .map
+            .iter()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
         drop(pools);
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
@@ -196,7 +267,7 @@ impl Store {
 
     /// How many pools are tracked (expired ones included until the next sweep).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 
     /// True when no pool is tracked.
@@ -275,6 +346,57 @@ mod tests {
         // Updates of tracked pools pass whatever the limits.
         s.apply(vec![push("a", "p0", 7)], t, 1.0).unwrap();
         assert_eq!(s.len(), 6);
+    }
+
+    /// The per-application counts kept alongside the map always equal a recount, through
+    /// inserts, updates, removals by `gone`, refusals and expiry.
+    #[test]
+    fn application_counts_follow_every_change() {
+        let (s, _) = store(12);
+        let t = Instant::now();
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for step in 0..2000u64 {
+            let now = t + Duration::from_millis(step * 50);
+            let pushes: Vec<PoolPush> = (0..next(3))
+                .map(|_| push(&format!("a{}", next(4)), &format!("p{}", next(5)), 1))
+                .collect();
+            let gone: Vec<PoolKey> = (0..next(2))
+                .map(|_| push(&format!("a{}", next(4)), &format!("p{}", next(5)), 1).key)
+                .collect();
+            let _ = s.replace(pushes, &gone, now, step as f64);
+            if next(50) == 0 {
+                s.sweep(now);
+            }
+            let pools = s.lock();
+            let mut recount: HashMap<String, usize> = HashMap::new();
+            for k in pools.map.keys() {
+                *recount.entry(k.app.clone()).or_default() += 1;
+            }
+            assert_eq!(pools.per_app, recount, "step {step}");
+            assert!(
+                pools.map.len() <= 12 && pools.per_app.len() <= 3,
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn pools_a_group_gives_up_make_room_in_the_same_push() {
+        let (s, _) = store(2);
+        let t = Instant::now();
+        s.apply(vec![push("a", "p1", 1), push("a", "p2", 1)], t, 1.0)
+            .unwrap();
+        // Full; a push that drops p1 and adds p3 fits.
+        s.replace(vec![push("a", "p3", 1)], &[push("a", "p1", 1).key], t, 1.0)
+            .unwrap();
+        let pools: Vec<String> = s.snapshot(t).into_iter().map(|(k, _)| k.pool).collect();
+        assert_eq!(pools, ["p2", "p3"]);
     }
 
     #[test]

@@ -42,7 +42,7 @@ struct Stored {
 /// Pushgateway groups, alongside the pool store.
 pub struct Groups {
     /// By grouping key; held only for map operations and the store update.
-    groups: Mutex<HashMap<GroupingKey, Stored>>,
+    groups: Mutex<Table>,
     /// Groups not pushed for this long are forgotten (their pools expire in the store).
     expiry: Duration,
     /// Most groups kept (the pool cap: a group with no pool still costs memory).
@@ -64,11 +64,31 @@ impl Groups {
         )?;
         registry.register(Box::new(ignored.clone()))?;
         Ok(Groups {
-            groups: Mutex::new(HashMap::new()),
+            groups: Mutex::new(Table::default()),
             expiry,
             max_groups,
             ignored,
         })
+    }
+}
+
+/// The groups and when a push next sweeps the expired ones.
+#[derive(Default)]
+struct Table {
+    by_key: HashMap<GroupingKey, Stored>,
+    /// A sweep is a pass over every group: at most once a second, so that a push costs
+    /// the same at 10 groups and at 10,000. Until then an expired group is still held
+    /// (and counts against `max_groups`) but is never merged with.
+    next_sweep: Option<Instant>,
+}
+
+impl Table {
+    fn sweep_if_due(&mut self, now: Instant, expiry: Duration) {
+        if self.next_sweep.is_none_or(|at| now >= at) {
+            self.by_key
+                .retain(|_, s| now.saturating_duration_since(s.received) < expiry);
+            self.next_sweep = Some(now + Duration::from_secs(1));
+        }
     }
 }
 
@@ -114,7 +134,7 @@ async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outco
     if method == group::Method::Delete {
         let removed = {
             let mut groups = lock(&ctx.groups.groups);
-            groups.remove(&key)
+            groups.by_key.remove(&key)
         };
         let pools = removed.map(|s| s.pools).unwrap_or_default();
         ctx.store
@@ -155,9 +175,11 @@ async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outco
 
     let mut groups = lock(&ctx.groups.groups);
     let expiry = ctx.groups.expiry;
-    groups.retain(|_, s| now.saturating_duration_since(s.received) < expiry);
-    let current = groups.get(&key);
-    if current.is_none() && groups.len() >= ctx.groups.max_groups {
+    groups.sweep_if_due(now, expiry);
+    let groups = &mut groups.by_key;
+    let held = groups.get(&key);
+    let current = held.filter(|s| now.saturating_duration_since(s.received) < expiry);
+    if held.is_none() && groups.len() >= ctx.groups.max_groups {
         return Err((
             label,
             IngestError::PoolLimit {
