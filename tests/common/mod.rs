@@ -529,61 +529,13 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 
 /// A CA, and a server certificate for localhost and 127.0.0.1 signed by it.
 pub fn make_certs(dir: &Path, ca_name: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut a = vec!["req", "-x509"];
-    a.extend_from_slice(&ec);
-    a.extend_from_slice(&[
-        "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", ca_name,
-    ]);
-    a.extend_from_slice(&[
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(dir, &a);
-    let mut a = vec!["req"];
-    a.extend_from_slice(&ec);
-    a.extend_from_slice(&[
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(dir, &a);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
+    make_ca(dir, "ca", ca_name);
+    issue(
         dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
+        "ca",
+        "server",
+        "/CN=localhost",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
     );
 }
 
@@ -591,48 +543,64 @@ pub fn make_certs(dir: &Path, ca_name: &str) {
 /// certificate signed by it (`{name}.crt`, `{name}.key`, subject `/CN={name}`, extended
 /// key usage `clientAuth`), for TLS client authentication.
 pub fn make_client_certs(dir: &Path, name: &str) {
+    let ca = format!("{name}-ca");
+    make_ca(dir, &ca, &format!("/CN=poolwatch test client CA {name}"));
+    issue(
+        dir,
+        &ca,
+        name,
+        &format!("/CN={name}"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    );
+}
+
+/// A fresh P-256 key, unencrypted.
+const EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// A self-signed CA: `{ca}.key` and `{ca}.crt` in `dir`, valid for two days.
+fn make_ca(dir: &Path, ca: &str, subject: &str) {
     std::fs::create_dir_all(dir).unwrap();
-    let ca_key = format!("{name}-ca.key");
-    let ca_crt = format!("{name}-ca.crt");
-    let key = format!("{name}.key");
-    let csr = format!("{name}.csr");
-    let crt = format!("{name}.crt");
-    let ext = format!("{name}-ext.cnf");
-    let ca_subject = format!("/CN=poolwatch test client CA {name}");
-    let subject = format!("/CN={name}");
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
+    let (key, crt) = (format!("{ca}.key"), format!("{ca}.crt"));
     let mut a = vec!["req", "-x509"];
-    a.extend_from_slice(&ec);
+    a.extend_from_slice(&EC_KEY);
     a.extend_from_slice(&[
         "-keyout",
-        &ca_key,
+        &key,
         "-out",
-        &ca_crt,
+        &crt,
         "-days",
         "2",
         "-subj",
-        &ca_subject,
+        subject,
         "-addext",
         "basicConstraints=critical,CA:TRUE",
         "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
     ]);
     openssl(dir, &a);
+}
+
+/// A key and certificate `{name}.key`, `{name}.crt` signed by CA `{ca}`, with the
+/// extensions `ext` (an openssl extension file's lines).
+fn issue(dir: &Path, ca: &str, name: &str, subject: &str, ext: &str) {
+    let (key, csr, crt, ext_file) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+        format!("{name}-ext.cnf"),
+    );
+    let (ca_key, ca_crt) = (format!("{ca}.key"), format!("{ca}.crt"));
     let mut a = vec!["req"];
-    a.extend_from_slice(&ec);
-    a.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", &subject]);
+    a.extend_from_slice(&EC_KEY);
+    a.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", subject]);
     openssl(dir, &a);
-    std::fs::write(
-        dir.join(&ext),
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join(&ext_file), ext).unwrap();
     openssl(
         dir,
         &[
@@ -650,7 +618,7 @@ pub fn make_client_certs(dir: &Path, name: &str) {
             "-days",
             "2",
             "-extfile",
-            &ext,
+            &ext_file,
         ],
     );
 }
