@@ -53,7 +53,7 @@ struct Pools {
     /// Tracked pools per application; no zero entries.
     per_app: HashMap<String, usize>,
     /// When a push next sweeps expired pools (a sweep is a pass over all of them).
-    next_sweep: Option<Instant>,
+    sweeps: SweepClock,
 }
 
 impl Pools {
@@ -96,9 +96,25 @@ impl Pools {
     }
 }
 
-/// How often pushes sweep expired pools at most. Between sweeps a pool may count against
-/// the limits for up to this long after it expired; scrapes never show it.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// When a push may next sweep expired entries: at most once a second, since a sweep is a
+/// pass over every entry and a push should cost the same at 10 entries and at 10,000.
+/// Between sweeps an expired entry may count against the limits for up to a second;
+/// readers filter it out themselves.
+#[derive(Default)]
+pub(crate) struct SweepClock {
+    next: Option<Instant>,
+}
+
+impl SweepClock {
+    /// Whether a sweep is due at `now`; if so, the next one is a second later.
+    pub(crate) fn due(&mut self, now: Instant) -> bool {
+        if self.next.is_some_and(|at| now < at) {
+            return false;
+        }
+        self.next = Some(now + Duration::from_secs(1));
+        true
+    }
+}
 
 impl Store {
     /// Creates the store and registers its drop counter.
@@ -153,9 +169,8 @@ impl Store {
         now_unix: f64,
     ) -> Result<usize, IngestError> {
         let mut pools = self.lock();
-        if pools.next_sweep.is_none_or(|at| now >= at) {
+        if pools.sweeps.due(now) {
             self.expire(&mut pools, now);
-            pools.next_sweep = Some(now + SWEEP_EVERY);
         }
         let refused = self.limits(&pools, &pushes, gone);
         if let Some(e) = refused {

@@ -28,6 +28,7 @@ use crate::ingest::pushgateway::mapping::map_group;
 use crate::ingest::pushgateway::path::{parse_push_path, GroupingKey};
 use crate::ingest::pushgateway::{self as pg, BodyFormat};
 use crate::ingest::{IngestError, PoolKey};
+use crate::store::SweepClock;
 
 /// One stored group: its families (for `POST` merges) and the pools they mapped to.
 struct Stored {
@@ -76,20 +77,9 @@ impl Groups {
 #[derive(Default)]
 struct Table {
     by_key: HashMap<GroupingKey, Stored>,
-    /// A sweep is a pass over every group: at most once a second, so that a push costs
-    /// the same at 10 groups and at 10,000. Until then an expired group is still held
-    /// (and counts against `max_groups`) but is never merged with.
-    next_sweep: Option<Instant>,
-}
-
-impl Table {
-    fn sweep_if_due(&mut self, now: Instant, expiry: Duration) {
-        if self.next_sweep.is_none_or(|at| now >= at) {
-            self.by_key
-                .retain(|_, s| now.saturating_duration_since(s.received) < expiry);
-            self.next_sweep = Some(now + Duration::from_secs(1));
-        }
-    }
+    /// Expired groups are swept at most once a second; until then one is still held (and
+    /// counts against `max_groups`) but is never merged with.
+    sweeps: SweepClock,
 }
 
 /// Format label of `poolwatch_ingest_requests_total` before the body's format is known.
@@ -175,7 +165,11 @@ async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outco
 
     let mut groups = lock(&ctx.groups.groups);
     let expiry = ctx.groups.expiry;
-    groups.sweep_if_due(now, expiry);
+    if groups.sweeps.due(now) {
+        groups
+            .by_key
+            .retain(|_, s| now.saturating_duration_since(s.received) < expiry);
+    }
     let groups = &mut groups.by_key;
     let held = groups.get(&key);
     let current = held.filter(|s| now.saturating_duration_since(s.received) < expiry);
