@@ -80,6 +80,8 @@ pub struct Ticker {
     analyzer: Analyzer,
     /// Where reports go.
     tx: watch::Sender<Arc<Report>>,
+    /// The socket view's peers as last resolved (kept when a lookup fails).
+    resolved: BTreeMap<String, Vec<SocketAddr>>,
 }
 
 impl Ticker {
@@ -106,6 +108,7 @@ impl Ticker {
             server,
             analyzer,
             tx,
+            resolved: BTreeMap::new(),
         };
         (ticker, rx)
     }
@@ -114,7 +117,6 @@ impl Ticker {
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut timer = tokio::time::interval(self.interval);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut resolved: BTreeMap<String, Vec<SocketAddr>> = BTreeMap::new();
         loop {
             tokio::select! {
                 biased;
@@ -122,10 +124,9 @@ impl Ticker {
                 _ = timer.tick() => {}
             }
             if let Some(sc) = &self.socket {
-                resolve(&sc.peers, &mut resolved).await;
+                resolve(&sc.peers, &mut self.resolved).await;
             }
             let own = self.own_client_port();
-            let peers = resolved.clone();
             let now = crate::unix_now();
             // Reading /proc/net/tcp and the analysis take milliseconds per thousand pools:
             // done on the blocking pool, so scrapes and pushes are not kept waiting.
@@ -133,7 +134,7 @@ impl Ticker {
                 let sockets = self
                     .socket
                     .as_ref()
-                    .and_then(|sc| read_sockets(sc, &peers, own.as_slice()));
+                    .and_then(|sc| read_sockets(sc, &self.resolved, own.as_slice()));
                 self.tick_at(now, sockets);
                 self
             })
