@@ -46,11 +46,10 @@ pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
-    let hex = |c: u8| (c as char).to_digit(16);
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
+        if b[i] == b'%' {
+            if let Some(byte) = unhex(b.get(i + 1..i + 3)) {
+                out.push(byte);
                 i += 3;
                 continue;
             }
@@ -61,6 +60,18 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The byte two hex digits (`%XX`'s `XX`) spell; `None` unless there are exactly two
+/// and both are hex digits (no sign, no space).
+pub(crate) fn unhex(pair: Option<&[u8]>) -> Option<u8> {
+    match pair? {
+        [h, l] => {
+            let digit = |c: &u8| (*c as char).to_digit(16);
+            Some((digit(h)? * 16 + digit(l)?) as u8)
+        }
+        _ => None,
+    }
+}
+
 /// The wall clock as Unix seconds (0 if the clock is before 1970), for timestamps that
 /// are exported or compared with the server's.
 pub fn unix_now() -> f64 {
@@ -68,4 +79,19 @@ pub fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percent_decoding_takes_two_hex_digits_only() {
+        assert_eq!(super::unhex(Some(b"2F")), Some(b'/'));
+        assert_eq!(super::unhex(Some(b"e9")), Some(0xe9));
+        for bad in [&b"+4"[..], b" 4", b"4", b"zz", b"123"] {
+            assert_eq!(super::unhex(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(super::percent_decode("a%2Fb+c%41"), "a/b cA");
+        // Invalid escapes stay as they are (and `+` is still a space).
+        assert_eq!(super::percent_decode("%+4%4%zz"), "% 4%4%zz");
+    }
 }

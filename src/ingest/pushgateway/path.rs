@@ -143,11 +143,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            let hex = crate::unhex(bytes.get(i + 1..i + 3))
                 .ok_or_else(|| format!("invalid percent-encoding at byte {i}"))?;
             out.push(hex);
             i += 3;
@@ -286,6 +282,8 @@ mod tests {
             ("/metrics/job/x/a@base64/abcde", "label a", "length"),
             ("/metrics/job/x/a@base64/_w", "label a", "UTF-8"),
             ("/metrics/job/x/a/%zz", "label a", "percent"),
+            ("/metrics/job/x/a/%+4", "label a", "percent"),
+            ("/metrics/job/x/a/%4", "label a", "percent"),
             ("/metrics/job@base64/%%%", "job", "illegal character"),
         ];
         for (path, field, problem) in cases {
