@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use poolwatch::ingest::pushgateway::{protobuf, Family, Limits};
+use poolwatch::ingest::pushgateway::{protobuf, Limits};
+use poolwatch_fuzz::check_limits;
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
@@ -11,19 +12,3 @@ fuzz_target!(|data: &[u8]| {
         check_limits(&families, &limits);
     }
 });
-
-fn check_limits(families: &[Family], limits: &Limits) {
-    let samples: usize = families.iter().map(|f| f.samples.len()).sum();
-    assert!(samples <= limits.max_series, "{samples} samples accepted");
-    for f in families {
-        assert!(!f.samples.is_empty(), "family {} without samples", f.name);
-        assert!(f.name.len() <= limits.max_name_len);
-        for s in &f.samples {
-            assert!(s.labels.len() <= limits.max_labels);
-            for (k, v) in &s.labels {
-                assert!(k.len() <= limits.max_name_len);
-                assert!(v.len() <= limits.max_label_value_len);
-            }
-        }
-    }
-}
