@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{require_tool, value, Daemon, Pg};
+use common::{assert_series, require_tool, value, Daemon, Pg};
 
 /// Builds the Go program in `examples/<dir>` in GOPATH mode with Debian's Go packages;
 /// `None` (skipped) when Go is missing outside CI.
@@ -82,24 +82,16 @@ async fn go_example_pushes_db_stats_as_encoding_json_writes_them() {
             m.contains(r#"app="go-dbstats""#)
         })
         .await;
-    let l = r#"{app="go-dbstats",pool="primary",instance="pod-go"}"#;
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_in_use_connections{l}")),
-        Some(2.0),
-        "{m}"
-    );
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_open_connections{l}")),
-        Some(3.0),
-        "two held, one pinged"
-    );
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_max_open_connections{l}")),
-        Some(10.0)
-    );
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_max_lifetime_seconds{l}")),
-        Some(1800.0)
+    assert_series(
+        &m,
+        r#"{app="go-dbstats",pool="primary",instance="pod-go"}"#,
+        &[
+            ("poolwatch_pool_in_use_connections", 2.0),
+            // Two held, one pinged.
+            ("poolwatch_pool_open_connections", 3.0),
+            ("poolwatch_pool_max_open_connections", 10.0),
+            ("poolwatch_pool_max_lifetime_seconds", 1800.0),
+        ],
     );
     assert_eq!(
         value(
@@ -156,25 +148,22 @@ async fn go_client_golang_push_is_analysed_unchanged() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_open_connections{pool}")),
-        Some(2.0)
+    assert_series(
+        &m,
+        pool,
+        &[
+            ("poolwatch_pool_open_connections", 2.0),
+            ("poolwatch_pool_max_open_connections", 10.0),
+        ],
     );
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_max_open_connections{pool}")),
-        Some(10.0)
-    );
-    assert_eq!(
-        value(&m, &format!("poolwatch_app_pool_open_connections{app}")),
-        Some(2.0)
-    );
-    assert_eq!(
-        value(&m, &format!("poolwatch_app_unaccounted_connections{app}")),
-        Some(0.0)
-    );
-    assert_eq!(
-        value(&m, &format!("poolwatch_app_leak_suspected{app}")),
-        Some(0.0)
+    assert_series(
+        &m,
+        app,
+        &[
+            ("poolwatch_app_pool_open_connections", 2.0),
+            ("poolwatch_app_unaccounted_connections", 0.0),
+            ("poolwatch_app_leak_suspected", 0.0),
+        ],
     );
     assert!(
         value(
@@ -249,13 +238,13 @@ async fn python_push_to_gateway_with_psycopg_pool() {
         .await;
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_max_open_connections{pool}")),
-        Some(10.0)
-    );
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_waiting{pool}")),
-        Some(0.0)
+    assert_series(
+        &m,
+        pool,
+        &[
+            ("poolwatch_pool_max_open_connections", 10.0),
+            ("poolwatch_pool_waiting", 0.0),
+        ],
     );
     let open = value(&m, &format!("poolwatch_pool_open_connections{pool}")).unwrap();
     assert!(open >= 3.0, "open = in use + idle: {open}");
@@ -315,23 +304,15 @@ async fn node_pg_pool_pushes_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     let m = d.metrics().await;
-    let pool = r#"{app="web",pool="main",instance="pod-node"}"#;
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_in_use_connections{pool}")),
-        Some(2.0),
-        "{m}"
-    );
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_open_connections{pool}")),
-        Some(2.0)
-    );
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_max_open_connections{pool}")),
-        Some(10.0)
-    );
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_waiting{pool}")),
-        Some(0.0)
+    assert_series(
+        &m,
+        r#"{app="web",pool="main",instance="pod-node"}"#,
+        &[
+            ("poolwatch_pool_in_use_connections", 2.0),
+            ("poolwatch_pool_open_connections", 2.0),
+            ("poolwatch_pool_max_open_connections", 10.0),
+            ("poolwatch_pool_waiting", 0.0),
+        ],
     );
     d.stop().await;
 }

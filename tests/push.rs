@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{http, raw, value, Daemon};
+use common::{assert_series, http, raw, value, Daemon};
 
 const CANONICAL: &str = r#"{"max_open":25,"open":10,"in_use":7,"idle":3,"waiting":1,"wait_count":40,"wait_duration_seconds":2.5,"max_idle_closed":1,"max_idle_time_closed":2,"max_lifetime_closed":3,"max_lifetime_seconds":1800,"max_idle_time_seconds":300}"#;
 
@@ -27,23 +27,21 @@ async fn canonical_push_shows_every_field() {
     assert_eq!(r.json()["accepted"], 1);
     let m = d.metrics().await;
     let l = r#"{app="billing",pool="primary",instance="pod-1"}"#;
-    for (name, want) in [
-        ("poolwatch_pool_max_open_connections", 25.0),
-        ("poolwatch_pool_open_connections", 10.0),
-        ("poolwatch_pool_in_use_connections", 7.0),
-        ("poolwatch_pool_idle_connections", 3.0),
-        ("poolwatch_pool_waiting", 1.0),
-        ("poolwatch_pool_wait_count_total", 40.0),
-        ("poolwatch_pool_wait_duration_seconds_total", 2.5),
-        ("poolwatch_pool_max_lifetime_seconds", 1800.0),
-        ("poolwatch_pool_max_idle_time_seconds", 300.0),
-    ] {
-        assert_eq!(
-            value(&m, &format!("{name}{l}")),
-            Some(want),
-            "{name} in\n{m}"
-        );
-    }
+    assert_series(
+        &m,
+        l,
+        &[
+            ("poolwatch_pool_max_open_connections", 25.0),
+            ("poolwatch_pool_open_connections", 10.0),
+            ("poolwatch_pool_in_use_connections", 7.0),
+            ("poolwatch_pool_idle_connections", 3.0),
+            ("poolwatch_pool_waiting", 1.0),
+            ("poolwatch_pool_wait_count_total", 40.0),
+            ("poolwatch_pool_wait_duration_seconds_total", 2.5),
+            ("poolwatch_pool_max_lifetime_seconds", 1800.0),
+            ("poolwatch_pool_max_idle_time_seconds", 300.0),
+        ],
+    );
     for (reason, want) in [
         ("max_idle", 1.0),
         ("max_idle_time", 2.0),
@@ -87,20 +85,14 @@ async fn go_dbstats_push() {
     assert_eq!(r.status, 200, "{}", r.body);
     let m = d.metrics().await;
     let l = r#"{app="worker",pool="main",instance="default-pod"}"#;
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_open_connections{l}")),
-        Some(4.0)
-    );
-    assert_eq!(
-        value(&m, &format!("poolwatch_pool_in_use_connections{l}")),
-        Some(1.0)
-    );
-    assert_eq!(
-        value(
-            &m,
-            &format!("poolwatch_pool_wait_duration_seconds_total{l}")
-        ),
-        Some(1.5)
+    assert_series(
+        &m,
+        l,
+        &[
+            ("poolwatch_pool_open_connections", 4.0),
+            ("poolwatch_pool_in_use_connections", 1.0),
+            ("poolwatch_pool_wait_duration_seconds_total", 1.5),
+        ],
     );
     assert_eq!(
         value(&m, &format!("poolwatch_pool_max_open_connections{l}")),

@@ -484,6 +484,19 @@ pub fn value(metrics: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// Asserts that each `(name, want)` of `expected` is the value of series `name{labels}`
+/// (`labels` written with its braces).
+pub fn assert_series(metrics: &str, labels: &str, expected: &[(&str, f64)]) {
+    for (name, want) in expected {
+        let series = format!("{name}{labels}");
+        assert_eq!(
+            value(metrics, &series),
+            Some(*want),
+            "{series} in\n{metrics}"
+        );
+    }
+}
+
 /// Lines of `metrics` that start with `prefix` (comments excluded).
 pub fn lines_starting<'a>(metrics: &'a str, prefix: &str) -> Vec<&'a str> {
     metrics.lines().filter(|l| l.starts_with(prefix)).collect()
