@@ -104,7 +104,15 @@ impl Core {
             }
             None => (None, None),
         };
-        let (ticker, reports) = Ticker::new(cfg, store.clone(), server_rx);
+        let (ticker, reports) = Ticker::new(
+            &cfg.analysis,
+            cfg.mode,
+            &cfg.instance,
+            cfg.pod_ip,
+            cfg.socket.clone(),
+            store.clone(),
+            server_rx,
+        );
         views.add(AppCollector::new(reports.clone()));
         Ok(Core {
             registry,

@@ -16,7 +16,9 @@
 //! ```
 //!
 //! Modules:
-//! - [`config`]: YAML file, environment and flags merged, validated before the runtime starts.
+//! - [`config`]: reads the YAML file, environment and flags, hands each section to the
+//!   component that owns it, and reports every problem at once, before the runtime starts.
+//! - [`keys`]: how a component declares its configuration keys and reads their values.
 //! - [`app`]: wiring only: registry, tasks, listeners, shutdown order.
 //! - [`http`]: the hyper server and its routes.
 //! - [`ingest`]: push formats, each producing validated [`ingest::PoolSnapshot`]s.
@@ -32,6 +34,7 @@ pub mod app;
 pub mod config;
 pub mod http;
 pub mod ingest;
+pub mod keys;
 pub mod metrics;
 pub mod sampler;
 pub mod store;
@@ -39,6 +42,26 @@ pub mod tick;
 
 /// The version baked into `poolwatch_build_info` and `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Where poolwatch runs (the `mode` key), which decides how pools and backends are
+/// attributed and the defaults of the push address and instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// In the application's pod: pushes on loopback, instance from `POD_NAME`.
+    Sidecar,
+    /// One per database: pushes from many applications on the main address.
+    Central,
+}
+
+impl Mode {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Sidecar => "sidecar",
+            Mode::Central => "central",
+        }
+    }
+}
 
 /// Decodes `%XX` escapes and `+` (as a space) in a URL query value; invalid escapes are
 /// kept as they are.

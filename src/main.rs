@@ -4,53 +4,35 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use poolwatch::config::{self, Config, FlagValues, LogFormat, EXIT_INVALID_CONFIG};
+use poolwatch::keys::Kind;
 use tokio_util::sync::CancellationToken;
 
 /// Catches PostgreSQL connection leaks: compares what connection pools report (pushed
 /// by applications) with pg_stat_activity, and exports Prometheus metrics.
 ///
 /// Configuration comes from a YAML file, then environment variables, then these flags
-/// (each flag beats its variable). Every key is documented in docs/configuration.md.
-/// The database is taken from --database-url, --database-url-file, or the libpq
-/// variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE; with none of
-/// them poolwatch runs push-only.
+/// (each flag beats its variable, shown as [env: …]). Every key is documented in
+/// docs/configuration.md. The database is taken from --database-url,
+/// --database-url-file, or the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD,
+/// PGDATABASE, PGSSLMODE; with none of them poolwatch runs push-only.
 #[derive(Parser, Debug)]
 #[command(name = "poolwatch", version, about, long_about, after_help = EXAMPLES)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// YAML configuration file [env: POOLWATCH_CONFIG]
-    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    /// YAML configuration file
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        env = "POOLWATCH_CONFIG"
+    )]
     config: Option<PathBuf>,
-    /// Deploy mode: sidecar or central (default central) [env: POOLWATCH_MODE]
-    #[arg(long, global = true, value_name = "MODE")]
-    mode: Option<String>,
-    /// Address for /metrics and health (default 0.0.0.0:19187) [env: POOLWATCH_LISTEN_ADDRESS]
-    #[arg(long, global = true, value_name = "ADDR")]
-    listen: Option<String>,
-    /// Address for pushes (default: --listen in central mode, 127.0.0.1:19188 in sidecar mode) [env: POOLWATCH_PUSH_LISTEN_ADDRESS]
-    #[arg(long, global = true, value_name = "ADDR")]
-    push_listen: Option<String>,
-    /// PostgreSQL URL; prefer the file or the variable, a flag shows in `ps` [env: POOLWATCH_DATABASE_URL, DATABASE_URL]
-    #[arg(long, global = true, value_name = "URL")]
-    database_url: Option<String>,
-    /// File holding the PostgreSQL URL, e.g. a mounted Secret [env: POOLWATCH_DATABASE_URL_FILE]
-    #[arg(long, global = true, value_name = "FILE")]
-    database_url_file: Option<String>,
-    /// TLS and basic-auth file in the exporter-toolkit format (docs/security.md) [env: POOLWATCH_WEB_CONFIG_FILE]
-    #[arg(long, global = true, value_name = "FILE")]
-    web_config_file: Option<String>,
-    /// Default instance label for pushes (default: $POD_NAME in sidecar mode) [env: POOLWATCH_INSTANCE]
-    #[arg(long, global = true, value_name = "NAME")]
-    instance: Option<String>,
-    /// Log level or tracing filter, e.g. info or poolwatch=debug [env: POOLWATCH_LOG_LEVEL]
-    #[arg(long, global = true, value_name = "LEVEL")]
-    log_level: Option<String>,
-    /// Log format: text or json [env: POOLWATCH_LOG_FORMAT]
-    #[arg(long, global = true, value_name = "FORMAT")]
-    log_format: Option<String>,
+    // Then one argument per configuration key that has a flag: see `command`.
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,32 +53,40 @@ Examples:
   poolwatch check-config /etc/poolwatch/poolwatch.yaml
   curl -d '{\"open\":5,\"in_use\":2,\"idle\":3}' localhost:19187/api/v1/pools/billing/primary";
 
-impl Cli {
-    fn flags(&self) -> FlagValues {
-        let mut v = FlagValues::new();
-        let mut put = |path: &'static str, x: &Option<String>| {
-            if let Some(x) = x {
-                v.push((path, x.clone()));
-            }
-        };
-        put("mode", &self.mode);
-        put("listen_address", &self.listen);
-        put("push_listen_address", &self.push_listen);
-        put("database.url", &self.database_url);
-        put("database.url_file", &self.database_url_file);
-        put("instance", &self.instance);
-        put("web_config_file", &self.web_config_file);
-        put("log_level", &self.log_level);
-        put("log_format", &self.log_format);
-        v
-    }
+/// The command line: [`Cli`], and a flag for every configuration key that has one, which
+/// clap also reads from the key's first environment variable (both shown in `--help`).
+fn command() -> clap::Command {
+    config::keys().fold(Cli::command(), |cmd, k| match k.flag {
+        Some(f) => cmd.arg(
+            Arg::new(k.path)
+                .long(f.name.trim_start_matches("--"))
+                .value_name(f.value_name)
+                .help(f.help)
+                .env(k.env[0])
+                .hide_env_values(matches!(k.kind, Kind::Secret))
+                .global(true),
+        ),
+        None => cmd,
+    })
+}
+
+/// The configuration keys given on the command line. A value clap took from the key's
+/// environment variable is left to the loader, which reads every key's variables and
+/// names the variable in its messages.
+fn flags(matches: &ArgMatches) -> FlagValues {
+    config::keys()
+        .filter(|k| k.flag.is_some())
+        .filter(|k| matches.value_source(k.path) == Some(ValueSource::CommandLine))
+        .filter_map(|k| Some((k.path, matches.get_one::<String>(k.path)?.clone())))
+        .collect()
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let env_config = std::env::var_os("POOLWATCH_CONFIG").map(PathBuf::from);
+    let matches = command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let flags = flags(&matches);
     if let Some(Command::CheckConfig { file }) = &cli.command {
-        return match config::load(Some(file), &cli.flags(), &config::process_env) {
+        return match config::load(Some(file), &flags, &config::process_env) {
             Ok(cfg) => {
                 println!("{}: valid; {}", file.display(), summary(&cfg));
                 for w in &cfg.warnings {
@@ -110,8 +100,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let file = cli.config.clone().or(env_config);
-    let cfg = match config::load(file.as_deref(), &cli.flags(), &config::process_env) {
+    let cfg = match config::load(cli.config.as_deref(), &flags, &config::process_env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("poolwatch: {e}");

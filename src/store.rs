@@ -12,8 +12,61 @@ use std::time::{Duration, Instant};
 
 use prometheus::{IntCounterVec, Opts, Registry};
 
-use crate::config::PoolsConfig;
 use crate::ingest::{IngestError, PoolKey, PoolPush, PoolSnapshot};
+use crate::keys::{Key, Kind, Values};
+
+/// The store's limits: the `pools` section of the configuration.
+#[derive(Clone, Debug)]
+pub struct PoolsConfig {
+    /// A pool not pushed for this long disappears.
+    pub expiry: Duration,
+    /// Most pools tracked at once; pushes of new pools beyond it are rejected.
+    pub max_pools: usize,
+    /// Most applications tracked at once.
+    pub max_apps: usize,
+    /// Most pools (all instances together) tracked per application.
+    pub max_pools_per_app: usize,
+}
+
+const EXPIRY: Key = Key::new(
+    "pools.expiry_seconds",
+    Kind::Seconds,
+    "60",
+    &["POOLWATCH_POOLS_EXPIRY_SECONDS"],
+);
+const MAX_POOLS: Key = Key::new(
+    "pools.max_pools",
+    Kind::Count,
+    "1000",
+    &["POOLWATCH_POOLS_MAX_POOLS"],
+);
+const MAX_APPS: Key = Key::new(
+    "pools.max_apps",
+    Kind::Count,
+    "500",
+    &["POOLWATCH_POOLS_MAX_APPS"],
+);
+const MAX_POOLS_PER_APP: Key = Key::new(
+    "pools.max_pools_per_app",
+    Kind::Count,
+    "500",
+    &["POOLWATCH_POOLS_MAX_POOLS_PER_APP"],
+);
+
+impl PoolsConfig {
+    /// The keys of the `pools` section.
+    pub const KEYS: &[Key] = &[EXPIRY, MAX_POOLS, MAX_APPS, MAX_POOLS_PER_APP];
+
+    /// Reads the `pools` section.
+    pub fn from_values(v: &mut Values) -> PoolsConfig {
+        PoolsConfig {
+            expiry: v.seconds(&EXPIRY),
+            max_pools: v.count(&MAX_POOLS),
+            max_apps: v.count(&MAX_APPS),
+            max_pools_per_app: v.count(&MAX_POOLS_PER_APP),
+        }
+    }
+}
 
 /// A stored snapshot and when it arrived.
 #[derive(Clone, Debug)]

@@ -4,10 +4,11 @@
 //! [`Report`] that `/metrics` and `/api/v1/connections` read.
 //!
 //! Owns the clock and the I/O the analysis itself does not have (resolving the socket
-//! peers, reading `/proc/net`); it decides nothing about leaks.
+//! peers, reading `/proc/net`), and the `analysis` section of the configuration
+//! ([`AnalysisSettings`]); it decides nothing about leaks.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +16,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::analysis::{AnalysisConfig, Analyzer, AppKey, Findings, Inputs as AnalyzeInputs};
-use crate::config::{AnalysisSettings, Config, Mode, SocketConfig};
-use crate::sampler::socket::{self, TcpState};
+use crate::keys::{Key, Kind, Values};
+use crate::sampler::socket::{self, SocketConfig, TcpState};
 use crate::sampler::ServerState;
 use crate::store::Store;
+use crate::Mode;
 
 /// Connections from this pod to one configured peer, by TCP state.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -40,6 +42,96 @@ pub struct Report {
     pub instance: String,
     /// History bytes held (per application, per pool), for the docs and the curious.
     pub history_bytes: (usize, usize),
+}
+
+/// When the analysis runs and the thresholds of its findings: the `analysis` section.
+#[derive(Clone, Debug)]
+pub struct AnalysisSettings {
+    /// Time between analysis ticks.
+    pub interval: Duration,
+    /// History kept per application for the trend.
+    pub window: Duration,
+    /// Idle in `ClientRead` longer than this while the pool says in use: checked out
+    /// and forgotten.
+    pub idle_in_use: Duration,
+    /// Added to the pool's max lifetime before a backend counts as over it.
+    pub lifetime_grace: Duration,
+    /// How long a disagreement between views must hold before it means a leak.
+    pub disagreement_hold: Duration,
+    /// Stuck connections listed per application.
+    pub top_n: usize,
+}
+
+const INTERVAL: Key = Key::new(
+    "analysis.interval_seconds",
+    Kind::Seconds,
+    "-",
+    &["POOLWATCH_ANALYSIS_INTERVAL_SECONDS"],
+);
+const WINDOW: Key = Key::new(
+    "analysis.window_seconds",
+    Kind::Seconds,
+    "900",
+    &["POOLWATCH_ANALYSIS_WINDOW_SECONDS"],
+);
+const IDLE_IN_USE: Key = Key::new(
+    "analysis.idle_in_use_seconds",
+    Kind::Seconds,
+    "60",
+    &["POOLWATCH_ANALYSIS_IDLE_IN_USE_SECONDS"],
+);
+const LIFETIME_GRACE: Key = Key::new(
+    "analysis.lifetime_grace_seconds",
+    Kind::Seconds,
+    "60",
+    &["POOLWATCH_ANALYSIS_LIFETIME_GRACE_SECONDS"],
+);
+const DISAGREEMENT_HOLD: Key = Key::new(
+    "analysis.disagreement_hold_seconds",
+    Kind::Seconds,
+    "300",
+    &["POOLWATCH_ANALYSIS_DISAGREEMENT_HOLD_SECONDS"],
+);
+const TOP_N: Key = Key::new(
+    "analysis.top_n",
+    Kind::Count,
+    "20",
+    &["POOLWATCH_ANALYSIS_TOP_N"],
+);
+
+impl AnalysisSettings {
+    /// The keys of the `analysis` section.
+    pub const KEYS: &[Key] = &[
+        INTERVAL,
+        WINDOW,
+        IDLE_IN_USE,
+        LIFETIME_GRACE,
+        DISAGREEMENT_HOLD,
+        TOP_N,
+    ];
+
+    /// Reads the `analysis` section. The interval defaults to the sampler's
+    /// (`sample_interval`, when a database is watched), else to 15 seconds.
+    pub fn from_values(v: &mut Values, sample_interval: Option<Duration>) -> AnalysisSettings {
+        let s = AnalysisSettings {
+            interval: v
+                .opt_seconds(&INTERVAL)
+                .unwrap_or(sample_interval.unwrap_or(Duration::from_secs(15))),
+            window: v.seconds(&WINDOW),
+            idle_in_use: v.seconds(&IDLE_IN_USE),
+            lifetime_grace: v.seconds(&LIFETIME_GRACE),
+            disagreement_hold: v.seconds(&DISAGREEMENT_HOLD),
+            top_n: v.count(&TOP_N),
+        };
+        if s.window < s.interval * 4 {
+            v.problem(format!(
+                "analysis.window_seconds ({}) must hold at least 4 analysis intervals ({} s each)",
+                s.window.as_secs_f64(),
+                s.interval.as_secs_f64()
+            ));
+        }
+        s
+    }
 }
 
 /// Maps the configuration onto the analysis' own thresholds.
@@ -85,25 +177,31 @@ pub struct Ticker {
 }
 
 impl Ticker {
-    /// A ticker and the channel of its reports.
+    /// A ticker and the channel of its reports: `mode`, `instance` and `pod_ip` say
+    /// where poolwatch runs, `socket` is the socket view when it is on, `store` and
+    /// `server` are the pool and server views.
     pub fn new(
-        cfg: &Config,
+        settings: &AnalysisSettings,
+        mode: Mode,
+        instance: &str,
+        pod_ip: Option<IpAddr>,
+        socket: Option<SocketConfig>,
         store: Arc<Store>,
         server: Option<watch::Receiver<Arc<ServerState>>>,
     ) -> (Ticker, watch::Receiver<Arc<Report>>) {
-        let analyzer = Analyzer::new(analysis_config(&cfg.analysis));
+        let analyzer = Analyzer::new(analysis_config(settings));
         let report = Report {
-            instance: cfg.instance.clone(),
+            instance: instance.to_string(),
             history_bytes: analyzer.history_bytes(),
             ..Report::default()
         };
         let (tx, rx) = watch::channel(Arc::new(report));
         let ticker = Ticker {
-            mode: cfg.mode,
-            instance: cfg.instance.clone(),
-            pod_ip: cfg.pod_ip.map(|ip| ip.to_string()),
-            socket: cfg.socket.clone(),
-            interval: cfg.analysis.interval,
+            mode,
+            instance: instance.to_string(),
+            pod_ip: pod_ip.map(|ip| ip.to_string()),
+            socket,
+            interval: settings.interval,
             store,
             server,
             analyzer,

@@ -239,6 +239,17 @@ fn help_and_version() {
     ] {
         assert!(o.contains(needle), "{needle:?} missing from --help");
     }
+    // Every key with a flag has it, with its value and its variable.
+    for k in poolwatch::config::keys() {
+        if let Some(f) = k.flag {
+            let usage = format!("{} <{}>", f.name, f.value_name);
+            let env = format!("[env: {}", k.env[0]);
+            let at = o.find(&usage).unwrap_or_else(|| panic!("{usage}: {o}"));
+            let rest = &o[at..];
+            let end = rest[1..].find("\n      --").map_or(rest.len(), |i| i + 1);
+            assert!(rest[..end].contains(&env), "{usage} lacks {env}: {o}");
+        }
+    }
     let out = poolwatch(&["--version"]).output().unwrap();
     assert_eq!(
         text(&out).0.trim(),

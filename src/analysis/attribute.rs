@@ -21,10 +21,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use crate::config::Mode;
 use crate::ingest::{PoolKey, MAX_APPLICATION_NAME_LEN};
 use crate::sampler::activity::Backend;
 use crate::store::Entry;
+use crate::Mode;
 
 pub use crate::sampler::activity::OTHER_APPLICATIONS;
 

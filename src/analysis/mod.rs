@@ -63,10 +63,10 @@ pub mod trend;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::Mode;
 use crate::ingest::PoolKey;
 use crate::sampler::Sample;
 use crate::store::Entry;
+use crate::Mode;
 
 pub use attribute::{AppKey, Attribution};
 pub use compare::AppView;

@@ -19,6 +19,7 @@
 //! and leaves further ones in the kernel's backlog until one closes. On shutdown the
 //! listener closes at once and open connections get `shutdown_grace_seconds` to finish.
 
+pub mod config;
 pub mod connections;
 pub mod push;
 pub mod pushgateway;
@@ -45,7 +46,7 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::HttpConfig;
+use self::config::HttpConfig;
 use crate::store::Store;
 
 /// What every request handler can reach.

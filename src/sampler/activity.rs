@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::QueryText;
+use super::config::QueryText;
 
 /// The activity query with `$text` as its last column (the query text, or an empty one).
 macro_rules! activity_query {

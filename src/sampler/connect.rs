@@ -13,8 +13,8 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls, Statement};
 
+use super::config::{DatabaseConfig, SslMode};
 use super::SampleError;
-use crate::config::{DatabaseConfig, SslMode};
 
 /// A live session: the client and the task driving its socket.
 pub struct Session {

@@ -14,6 +14,7 @@
 //! answers again. A closed session is awaited before a new one opens: never two.
 
 pub mod activity;
+pub mod config;
 pub mod connect;
 pub mod query;
 pub mod settings;
@@ -27,8 +28,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DatabaseConfig, QueryText};
 use activity::{Aggregates, Backend};
+use config::{DatabaseConfig, QueryText};
 use connect::Session;
 use settings::Limits;
 

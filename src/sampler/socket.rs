@@ -5,11 +5,12 @@
 //! hex states, IPv4-mapped IPv6 addresses folded into IPv4), matching rows whose
 //! *remote* end is one of the configured database endpoints, and counting them per
 //! endpoint and state. Parsing is pure and never panics: a row it cannot read is skipped
-//! and counted. It does not own resolving the database's host name into endpoints, the
-//! schedule on which the tables are read, the metrics the counts become, nor attributing
-//! connections to applications; those belong to the config, the sampler loop, the metrics
-//! and the analysis. It reads whatever network namespace the given directory shows: in
-//! sidecar mode `/proc/net` is the pod's shared namespace.
+//! and counted. It also owns the view's configuration ([`SocketConfig`], the `socket`
+//! section). It does not own resolving the endpoints' host names, the schedule on which
+//! the tables are read, the metrics the counts become, nor attributing connections to
+//! applications; those belong to the analysis task ([`crate::tick`]), the metrics and the
+//! analysis. It reads whatever network namespace the given directory shows: in sidecar
+//! mode `/proc/net` is the pod's shared namespace.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,8 +18,73 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use crate::keys::{Key, Kind, Values};
+use crate::Mode;
+
 /// Where the kernel shows the current network namespace's TCP tables.
 pub const DEFAULT_DIR: &str = "/proc/net";
+
+/// The socket view: this network namespace's TCP connections to the database.
+#[derive(Clone, Debug)]
+pub struct SocketConfig {
+    /// Database endpoints as `host:port`, resolved at every tick.
+    pub peers: Vec<String>,
+    /// Directory holding `tcp` and `tcp6` (tests point it at fixtures).
+    pub proc_net_dir: PathBuf,
+}
+
+const PEERS: Key = Key::new("socket.peers", Kind::Text, "-", &["POOLWATCH_SOCKET_PEERS"]);
+const PROC_NET_DIR: Key = Key::new(
+    "socket.proc_net_dir",
+    Kind::Path,
+    DEFAULT_DIR,
+    &["POOLWATCH_SOCKET_PROC_NET_DIR"],
+);
+
+impl SocketConfig {
+    /// The keys of the `socket` section.
+    pub const KEYS: &[Key] = &[PEERS, PROC_NET_DIR];
+
+    /// Reads the `socket` section. The view is on in sidecar mode when there are peers
+    /// to count: `socket.peers`, else the database's endpoint (`database_peer`).
+    pub fn from_values(
+        v: &mut Values,
+        mode: Mode,
+        database_peer: Option<String>,
+    ) -> Option<SocketConfig> {
+        let dir = PathBuf::from(v.text_or_default(&PROC_NET_DIR));
+        let explicit = v.text(&PEERS);
+        let peers: Vec<String> = match &explicit {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => database_peer.into_iter().collect(),
+        };
+        for p in &peers {
+            let ok = p
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                v.bad(&PEERS, "a comma-separated list of host:port");
+                return None;
+            }
+        }
+        match mode {
+            Mode::Sidecar if !peers.is_empty() => Some(SocketConfig {
+                peers,
+                proc_net_dir: dir,
+            }),
+            Mode::Central if explicit.is_some() && !peers.is_empty() => {
+                v.warn("socket.peers is ignored in central mode: the socket view counts a pod's own connections".into());
+                None
+            }
+            _ => None,
+        }
+    }
+}
 
 /// A TCP socket state, as numbered in the kernel's `include/net/tcp_states.h` and
 /// printed in hex in the `st` column.
