@@ -134,20 +134,10 @@ pub async fn run(
     listeners: Listeners,
     cancel: CancellationToken,
 ) -> prometheus::Result<()> {
-    let Core {
-        registry,
-        views,
-        store,
-        ingest,
-        open_connections,
-        groups,
-        sampler,
-        ticker,
-        reports,
-    } = Core::new(&cfg)?;
+    let core = Core::new(&cfg)?;
     let background = TaskTracker::new();
     let sampler_cancel = CancellationToken::new();
-    match sampler {
+    match core.sampler {
         Some(sampler) => {
             background.spawn(sampler.run(sampler_cancel.clone()));
         }
@@ -155,19 +145,19 @@ pub async fn run(
             "no database configured (database.url, database.url_file or PGHOST/PGUSER/PGDATABASE): running push-only, server view off"
         ),
     }
-    background.spawn(ticker.run(sampler_cancel.clone()));
+    background.spawn(core.ticker.run(sampler_cancel.clone()));
     let ctx = Arc::new(Ctx {
-        registry,
-        views,
-        store,
-        ingest,
-        groups,
-        reports,
+        registry: core.registry,
+        views: core.views,
+        store: core.store,
+        ingest: core.ingest,
+        groups: core.groups,
+        reports: core.reports,
         http: cfg.http.clone(),
         web: cfg.web.clone(),
         default_instance: cfg.instance.clone(),
         ready: AtomicBool::new(true),
-        open_connections,
+        open_connections: core.open_connections,
     });
     let servers = TaskTracker::new();
     let grace = cfg.shutdown_grace;

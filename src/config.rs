@@ -385,6 +385,11 @@ mod tests {
         load(f.as_ref().map(|f| f.0.as_path()), &flags, &env(e))
     }
 
+    /// The configuration `file` gives, with no flags and no environment.
+    fn valid(file: &str) -> Config {
+        load_with(Some(file), &[], &[]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn defaults_run_push_only_in_central_mode() {
         let c = load_with(None, &[], &[]).expect("empty config is valid");
@@ -408,7 +413,7 @@ mod tests {
     #[test]
     fn flags_beat_environment_which_beats_file() {
         let file = "listen_address: 127.0.0.1:1000\npools:\n  expiry_seconds: 30\n  max_pools: 7\n";
-        let c = load_with(Some(file), &[], &[]).unwrap();
+        let c = valid(file);
         assert_eq!(c.listen_address.port(), 1000);
         assert_eq!(c.pools.max_pools, 7);
 
@@ -511,12 +516,7 @@ mod tests {
         assert_eq!(c.analysis.window, Duration::from_secs(900));
 
         // Fleet scale: a sidecar with no database session counts sockets to given peers.
-        let c = load_with(
-            Some("mode: sidecar\nsocket:\n  peers: 10.0.0.5:5432, db2:5433\n"),
-            &[],
-            &[],
-        )
-        .unwrap();
+        let c = valid("mode: sidecar\nsocket:\n  peers: 10.0.0.5:5432, db2:5433\n");
         assert_eq!(
             c.socket.unwrap().peers,
             vec!["10.0.0.5:5432".to_string(), "db2:5433".to_string()]
@@ -524,12 +524,7 @@ mod tests {
         assert_eq!(c.analysis.interval, Duration::from_secs(15));
 
         // Central mode has no socket view.
-        let c = load_with(
-            Some("database:\n  url: postgres://u@db/d\nsocket:\n  peers: db:5432\n"),
-            &[],
-            &[],
-        )
-        .unwrap();
+        let c = valid("database:\n  url: postgres://u@db/d\nsocket:\n  peers: db:5432\n");
         assert!(c.socket.is_none());
         assert_eq!(c.warnings.len(), 1);
 
