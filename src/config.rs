@@ -344,7 +344,8 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
         mode,
         database.as_ref().and_then(DatabaseConfig::peer),
     );
-    let analysis = AnalysisSettings::from_values(&mut v, database.as_ref().map(|d| d.interval));
+    let analysis =
+        AnalysisSettings::from_values(&mut v, database.as_ref().map(|d| d.interval), pools.expiry);
     let (problems, warnings) = v.finish();
     if !problems.is_empty() {
         return Err(ConfigError { problems });

@@ -51,9 +51,13 @@ pub struct AnalysisSettings {
     pub interval: Duration,
     /// History kept per application for the trend.
     pub window: Duration,
-    /// Idle in `ClientRead` longer than this while the pool says in use: checked out
-    /// and forgotten.
+    /// Idle in `ClientRead` since before the latest push, longer than this, while the
+    /// push says in use: checked out and forgotten, a stuck connection.
     pub idle_in_use: Duration,
+    /// Stuck connection-seconds beyond the floors at which a leak is called.
+    pub stuck_connection_seconds: f64,
+    /// The pools' expiry: idle connections no pool accounts for are stuck only after it.
+    pub unaccounted_after: Duration,
     /// Added to the pool's max lifetime before a backend counts as over it.
     pub lifetime_grace: Duration,
     /// How long a disagreement between views must hold before it means a leak.
@@ -77,8 +81,14 @@ const WINDOW: Key = Key::new(
 const IDLE_IN_USE: Key = Key::new(
     "analysis.idle_in_use_seconds",
     Kind::Seconds,
-    "60",
+    "10",
     &["POOLWATCH_ANALYSIS_IDLE_IN_USE_SECONDS"],
+);
+const STUCK_CONNECTION_SECONDS: Key = Key::new(
+    "analysis.stuck_connection_seconds",
+    Kind::Seconds,
+    "300",
+    &["POOLWATCH_ANALYSIS_STUCK_CONNECTION_SECONDS"],
 );
 const LIFETIME_GRACE: Key = Key::new(
     "analysis.lifetime_grace_seconds",
@@ -105,33 +115,54 @@ impl AnalysisSettings {
         INTERVAL,
         WINDOW,
         IDLE_IN_USE,
+        STUCK_CONNECTION_SECONDS,
         LIFETIME_GRACE,
         DISAGREEMENT_HOLD,
         TOP_N,
     ];
 
     /// Reads the `analysis` section. The interval defaults to the sampler's
-    /// (`sample_interval`, when a database is watched), else to 15 seconds.
-    pub fn from_values(v: &mut Values, sample_interval: Option<Duration>) -> AnalysisSettings {
+    /// (`sample_interval`, when a database is watched), else to 15 seconds;
+    /// `pools_expiry` is the floor of a connection no pool accounts for.
+    pub fn from_values(
+        v: &mut Values,
+        sample_interval: Option<Duration>,
+        pools_expiry: Duration,
+    ) -> AnalysisSettings {
         let s = AnalysisSettings {
             interval: v
                 .opt_seconds(&INTERVAL)
                 .unwrap_or(sample_interval.unwrap_or(Duration::from_secs(15))),
             window: v.seconds(&WINDOW),
             idle_in_use: v.seconds(&IDLE_IN_USE),
+            stuck_connection_seconds: v.seconds(&STUCK_CONNECTION_SECONDS).as_secs_f64(),
+            unaccounted_after: pools_expiry,
             lifetime_grace: v.seconds(&LIFETIME_GRACE),
             disagreement_hold: v.seconds(&DISAGREEMENT_HOLD),
             top_n: v.count(&TOP_N),
         };
+        let (window, interval) = (s.window.as_secs_f64(), s.interval.as_secs_f64());
         if s.window < s.interval * 4 {
             v.problem(format!(
-                "analysis.window_seconds ({}) must hold at least 4 analysis intervals ({} s each)",
-                s.window.as_secs_f64(),
-                s.interval.as_secs_f64()
+                "analysis.window_seconds ({window}) must hold at least 4 analysis intervals ({interval} s each)"
+            ));
+        } else if growth_points(&s) < AnalysisConfig::default().min_points {
+            // Not an error: the stuck connections are still judged.
+            v.warn(format!(
+                "the growth trend is off: a third of analysis.window_seconds ({window}) holds {} samples at analysis.interval_seconds ({interval}), the trend needs {}; raise the window to at least {} or lower the interval to at most {}",
+                growth_points(&s),
+                AnalysisConfig::default().min_points,
+                27.0 * interval,
+                window / 27.0
             ));
         }
         s
     }
+}
+
+/// Samples the growth trend's span (a third of the window) holds at the interval.
+fn growth_points(s: &AnalysisSettings) -> usize {
+    (s.window.as_secs_f64() / 3.0 / s.interval.as_secs_f64()).floor() as usize + 1
 }
 
 /// Maps the configuration onto the analysis' own thresholds.
@@ -140,6 +171,8 @@ pub fn analysis_config(s: &AnalysisSettings) -> AnalysisConfig {
     let points = (window / s.interval.as_secs_f64()).ceil() as usize + 1;
     AnalysisConfig {
         idle_in_use_seconds: s.idle_in_use.as_secs_f64(),
+        unaccounted_after_seconds: s.unaccounted_after.as_secs_f64(),
+        stuck_connection_seconds: s.stuck_connection_seconds,
         lifetime_grace_seconds: s.lifetime_grace.as_secs_f64(),
         window_seconds: window,
         // Growth must hold over the newest third of the window (5 minutes by default).
@@ -211,14 +244,30 @@ impl Ticker {
         (ticker, rx)
     }
 
-    /// Ticks until `cancel` fires. Missed ticks are delayed, not bunched.
+    /// Ticks until `cancel` fires: right after each sample when a database is watched
+    /// (so a verdict is never an interval older than its evidence), and every interval
+    /// without one, or when a sample is half an interval late. Missed ticks are delayed,
+    /// not bunched.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let mut timer = tokio::time::interval(self.interval);
+        let mut samples = self.server.clone();
+        let period = match samples {
+            Some(_) => self.interval + self.interval / 2,
+            None => self.interval,
+        };
+        let mut timer = tokio::time::interval(period);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
+                changed = async { samples.as_mut()?.changed().await.ok() }, if samples.is_some() => {
+                    if changed.is_none() {
+                        // The sampler is gone: tick on the timer alone.
+                        samples = None;
+                        continue;
+                    }
+                    timer.reset();
+                }
                 _ = timer.tick() => {}
             }
             if let Some(sc) = &self.socket {

@@ -105,9 +105,6 @@ fn render(mode: &str) -> String {
     if mode == "sidecar" {
         pushes.retain(|p| p.key.app == "billing");
     }
-    core.store
-        .apply(pushes, Instant::now(), 1_800_000_000.5)
-        .expect("stored");
     let backends = vec![
         backend(101, "billing", "idle", (3600.0, None, 1200.0)),
         backend(102, "billing", "idle", (60.0, None, 5.0)),
@@ -126,11 +123,14 @@ fn render(mode: &str) -> String {
         },
     ];
     // Thirty ticks, 15 s apart, during which billing leaks one connection per tick: idle
-    // in ClientRead, never returned. The analysis sees the climb, the disagreement with
-    // the pool, and the stuck backends.
+    // in ClientRead, never returned. The applications push a second before each tick.
+    // The analysis sees the stuck backends and the disagreement with the pool.
     let t0 = 1_800_000_001.0;
     for tick in 0..=30u32 {
         let now = t0 + 15.0 * f64::from(tick);
+        core.store
+            .apply(pushes.clone(), Instant::now(), now - 0.5)
+            .expect("stored");
         let mut rows = backends.clone();
         for j in 0..tick {
             let age = 15.0 * f64::from(tick - j) + 1.0;

@@ -29,9 +29,6 @@ pub struct AppView {
     pub pool_max_open: Option<u64>,
     /// `max(server, socket) - pool_open`, at least zero; needs pools and one other view.
     pub unaccounted: Option<u64>,
-    /// Connections the pool says are in use that the server shows idle in `ClientRead`
-    /// for longer than `idle_in_use_seconds`: see [`compare`].
-    pub idle_in_use: Option<u64>,
     /// Backends older than their pool's max lifetime plus `lifetime_grace_seconds`;
     /// `None` when no pool of the application reports a lifetime.
     pub over_max_lifetime: Option<u64>,
@@ -113,14 +110,8 @@ pub fn idle_in_transaction(b: &Backend, threshold: f64) -> bool {
 }
 
 /// Compares one application's views. `backends` is `None` without a usable server view,
-/// else the application's backends (possibly none).
-///
-/// *Checked out but idle* is `min(in_use - busy, long_idle - pool_idle)`, each side at
-/// least zero: a connection the pool hands out is either running something on the server
-/// (`busy`: any state but `idle`) or idle there; and the pool's own idle connections are
-/// expected to sit idle in `ClientRead`, so only long-idle backends beyond them can be
-/// checked-out ones. Both corrections keep a healthy pool with idle connections, or a
-/// pool-per-request leak's stray connections, from being counted as forgotten.
+/// else the application's backends (possibly none). Connections checked out but idle are
+/// judged by [`super::evidence`], which needs the push times as well.
 pub fn compare(
     cfg: &AnalysisConfig,
     pools: &[&(PoolKey, Entry)],
@@ -143,21 +134,6 @@ pub fn compare(
     let server = backends.map(|b| b.len() as u64);
     let unaccounted = match (pool_open, server.max(socket)) {
         (Some(open), Some(seen)) => Some(seen.saturating_sub(open)),
-        _ => None,
-    };
-    let idle_in_use = match (backends, pool_in_use, pool_idle) {
-        (Some(bs), Some(in_use), Some(idle)) => {
-            let busy = bs.iter().filter(|b| b.state != "idle").count() as u64;
-            let long_idle = bs
-                .iter()
-                .filter(|b| idle_in_client_read(b, cfg.idle_in_use_seconds))
-                .count() as u64;
-            Some(
-                in_use
-                    .saturating_sub(busy)
-                    .min(long_idle.saturating_sub(idle)),
-            )
-        }
         _ => None,
     };
     let any_lifetime = pools.iter().any(|(_, e)| lifetime_of(e).is_some());
@@ -185,7 +161,6 @@ pub fn compare(
         pool_idle,
         pool_max_open,
         unaccounted,
-        idle_in_use,
         over_max_lifetime,
     }
 }
@@ -244,7 +219,7 @@ mod tests {
             pools: Vec<(PoolKey, Entry)>,
             backends: Option<Vec<Backend>>,
             socket: Option<u64>,
-            want: (Option<u64>, Option<u64>, Option<u64>),
+            want: (Option<u64>, Option<u64>),
         }
         let cases = vec![
             Case {
@@ -258,7 +233,7 @@ mod tests {
                     active(),
                 ]),
                 socket: Some(5),
-                want: (Some(0), Some(0), Some(0)),
+                want: (Some(0), Some(0)),
             },
             Case {
                 name: "rows never closed: in use on the pool, idle on the server, old",
@@ -272,21 +247,21 @@ mod tests {
                     forgotten(),
                 ]),
                 socket: None,
-                want: (Some(0), Some(4), Some(4)),
+                want: (Some(0), Some(4)),
             },
             Case {
                 name: "forgotten by the pool: server and socket above open",
                 pools: vec![pool("p", "", snap(2, 1, 1, None))],
                 backends: Some(vec![active(), healthy_idle(), forgotten(), forgotten()]),
                 socket: Some(5),
-                want: (Some(3), Some(0), None),
+                want: (Some(3), None),
             },
             Case {
                 name: "no server view: socket alone decides unaccounted",
                 pools: vec![pool("p", "", snap(2, 1, 1, Some(60.0)))],
                 backends: None,
                 socket: Some(3),
-                want: (Some(1), None, None),
+                want: (Some(1), None),
             },
             Case {
                 name: "an unlimited pool sharing the name may own old backends",
@@ -296,26 +271,21 @@ mod tests {
                 ],
                 backends: Some(vec![forgotten(), forgotten()]),
                 socket: None,
-                want: (Some(0), Some(0), Some(0)),
+                want: (Some(0), Some(0)),
             },
             Case {
                 name: "no pools: nothing to compare against",
                 pools: vec![],
                 backends: Some(vec![forgotten()]),
                 socket: Some(1),
-                want: (None, None, None),
+                want: (None, None),
             },
         ];
         for c in cases {
             let pools: Vec<&(PoolKey, Entry)> = c.pools.iter().collect();
             let refs: Option<Vec<&Backend>> = c.backends.as_ref().map(|v| v.iter().collect());
             let v = compare(&cfg, &pools, refs.as_deref(), c.socket);
-            assert_eq!(
-                (v.unaccounted, v.idle_in_use, v.over_max_lifetime),
-                c.want,
-                "{}",
-                c.name
-            );
+            assert_eq!((v.unaccounted, v.over_max_lifetime), c.want, "{}", c.name);
         }
     }
 

@@ -11,34 +11,38 @@
 //!
 //! - [`attribute`]: which application each backend belongs to ([`AppKey`]).
 //! - [`compare`]: one tick's view counts and disagreements per application.
+//! - [`evidence`]: the stuck connections, their connection-seconds and their rate.
 //! - [`history`]: the bounded series.
 //! - [`trend`]: Theil-Sen growth, the release test, time to exhaustion.
 //! - [`stuck`]: the oldest stuck backends per application.
 //!
 //! # When a leak is suspected
 //!
-//! Either of two independent kinds of evidence, each a [`Reason`]:
+//! When any [`Reason`] holds (`docs/detection.md` has the reasoning and the numbers):
 //!
-//! - **Steady growth** ([`Reason::SteadyGrowth`], rule in [`trend::assess`]): the
-//!   application's connection count (the largest of its server, socket and pool counts)
-//!   has a Theil-Sen slope of at least `min_growth_per_second` over the last
-//!   `growth_span_seconds` and over each half of that span, has risen at least
-//!   `min_rise_connections` above the window's low, and has not come back down within
-//!   `window_seconds` (no fall from an earlier high beyond `release_fraction` of the
-//!   window's range). Climbing in both halves is what makes growth steady: a burst or a
-//!   surge that ramps within a minute climbs in one half only, and a warm-up that has
-//!   stopped is flat in the newer half, so a climb must last about a span (5 minutes by
-//!   default) to count. The longer window is memory: a burst, a deploy surge or a
-//!   sawtooth that released within the last `window_seconds` is not a leak even while it
-//!   climbs again. What cannot be told apart is a climb that has lasted a whole span
-//!   without release (a warm-up that long, or the first tooth of a sawtooth with teeth
-//!   longer than a span); the second tooth is told apart by the first release.
-//! - **A view disagreement held** for `disagreement_hold_seconds` without a single tick
-//!   at zero: unaccounted connections ([`Reason::Unaccounted`]), connections checked out
-//!   but idle ([`Reason::IdleInUse`]), backends past the pool's max lifetime
-//!   ([`Reason::OverMaxLifetime`]). These catch leaks too slow to trend within the window
-//!   (a pool that forgets one connection an hour) and a leak pinned at the pool's cap,
-//!   where the count no longer climbs.
+//! - **Stuck connections** ([`Reason::IdleInUse`], [`Reason::Unaccounted`],
+//!   [`Reason::IdleInTransaction`], rule in [`evidence`]): connections the application
+//!   holds without using them (checked out and idle on the server since before its latest
+//!   push, idle in no pool, idle in a transaction) add up to `stuck_connection_seconds`
+//!   beyond their floors. A sequential test: the more are stuck, the sooner it decides, and
+//!   the server's own timestamps are its history, so it needs no window.
+//! - **A disagreement held** for `disagreement_hold_seconds` without a single tick at
+//!   zero: connections in no pool for certain ([`Reason::Unaccounted`]: opened before the
+//!   latest push beyond the pools' open count, or, without a server view, sockets above
+//!   it), and backends past the pool's max lifetime ([`Reason::OverMaxLifetime`]). These
+//!   see what the test cannot judge: a pool that lost a few connections among many idle
+//!   ones of its own, a connection checked out and kept busy past its lifetime.
+//! - **Steady growth** ([`Reason::SteadyGrowth`], rule in [`trend::assess`]), only where
+//!   the pool and server views cannot be compared (an application that pushes nothing, a
+//!   sidecar without a server view): the connection count has a Theil-Sen slope of at least
+//!   `min_growth_per_second` over the last `growth_span_seconds` and over each half of that
+//!   span, has risen at least `min_rise_connections` above the window's low, and has not
+//!   come back down within `window_seconds`. Growth is weak evidence (a batch fan-out
+//!   climbs like a leak), so where stuck connections can be judged it decides nothing.
+//!
+//! How urgent: the growth used for the time to exhaustion is the count's trend, or, once
+//! the stuck connections are conclusive, the rate they accumulated at (known from the
+//! first sample that decides), whichever is faster.
 //!
 //! Pool exhaustion (`in_use >= max_open` with waits climbing) is reported, but is not by
 //! itself a leak: a pool at its cap under load is an overloaded pool. A leak that pins the
@@ -57,6 +61,7 @@
 
 pub mod attribute;
 pub mod compare;
+pub mod evidence;
 pub mod history;
 pub mod stuck;
 pub mod trend;
@@ -77,12 +82,18 @@ use history::{count32, AppPoint, History, PoolPoint};
 /// Thresholds and bounds of the analysis. Every duration is in seconds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AnalysisConfig {
-    /// A backend idle in `ClientRead` for longer than this is "long idle": counted in
-    /// `idle_in_use` when the pool says it is in use, and listed as stuck. Default 60.
+    /// Floor of a connection checked out and idle: idle in `ClientRead` since before the
+    /// application's latest push for longer than this, it is stuck (see [`evidence`]).
+    /// Default 10.
     pub idle_in_use_seconds: f64,
-    /// A backend `idle in transaction` for longer than this is listed as stuck.
-    /// Default 30.
+    /// Floor of a connection idle in `ClientRead` that no pool accounts for. The push
+    /// expiry: a replica that has not pushed for this long is not pushing. Default 60.
+    pub unaccounted_after_seconds: f64,
+    /// Floor of a connection `idle in transaction`. Default 30.
     pub idle_in_transaction_seconds: f64,
+    /// Stuck connection-seconds beyond the floors at which a leak is called: one stuck
+    /// connection after this long past its floor, ten after a tenth of it. Default 300.
+    pub stuck_connection_seconds: f64,
     /// Slack added to a pool's `max_lifetime_seconds` before a backend counts as over its
     /// lifetime (pools close expired connections on their next check, not instantly).
     /// Default 60.
@@ -105,8 +116,9 @@ pub struct AnalysisConfig {
     /// at least one connection) is a release: growth that released is not a leak.
     /// Between 0 and 1. Default 0.5.
     pub release_fraction: f64,
-    /// How long a view disagreement must last, every tick above zero, to be a reason.
-    /// Default 300.
+    /// How long a disagreement the stuck-connection test cannot judge (connections past
+    /// the pool's lifetime; unaccounted sockets without a server view) must last, every
+    /// tick above zero, to be a reason. Default 300.
     pub disagreement_hold_seconds: f64,
     /// A pool at its cap is exhausted when its `wait_count` rose within this long (or
     /// callers are waiting now). Default 60.
@@ -125,8 +137,10 @@ pub struct AnalysisConfig {
 impl Default for AnalysisConfig {
     fn default() -> AnalysisConfig {
         AnalysisConfig {
-            idle_in_use_seconds: 60.0,
+            idle_in_use_seconds: 10.0,
+            unaccounted_after_seconds: 60.0,
             idle_in_transaction_seconds: 30.0,
+            stuck_connection_seconds: 300.0,
             lifetime_grace_seconds: 60.0,
             window_seconds: 900.0,
             growth_span_seconds: 300.0,
@@ -165,6 +179,7 @@ impl AnalysisConfig {
         };
         let durations = [
             ("idle_in_use_seconds", self.idle_in_use_seconds),
+            ("unaccounted_after_seconds", self.unaccounted_after_seconds),
             (
                 "idle_in_transaction_seconds",
                 self.idle_in_transaction_seconds,
@@ -182,6 +197,7 @@ impl AnalysisConfig {
             ("window_seconds", self.window_seconds),
             ("growth_span_seconds", self.growth_span_seconds),
             ("evict_after_seconds", self.evict_after_seconds),
+            ("stuck_connection_seconds", self.stuck_connection_seconds),
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return err(field, "must be a number of seconds above zero");
@@ -208,20 +224,24 @@ impl AnalysisConfig {
 pub enum Reason {
     /// The connection count climbs steadily and has not come back down.
     SteadyGrowth,
-    /// Server or socket connections above the pools' open count, held.
+    /// Stuck connections in no pool (or, without a server view, sockets above the
+    /// pools' open count, held).
     Unaccounted,
-    /// Connections in use by the pool but idle on the server, held.
+    /// Stuck connections checked out of the pool and idle on the server.
     IdleInUse,
+    /// Stuck connections idle in an open transaction.
+    IdleInTransaction,
     /// Backends older than the pool's max lifetime plus grace, held.
     OverMaxLifetime,
 }
 
 impl Reason {
     /// Every reason, in order.
-    pub const ALL: [Reason; 4] = [
+    pub const ALL: [Reason; 5] = [
         Reason::SteadyGrowth,
         Reason::Unaccounted,
         Reason::IdleInUse,
+        Reason::IdleInTransaction,
         Reason::OverMaxLifetime,
     ];
 
@@ -231,6 +251,7 @@ impl Reason {
             Reason::SteadyGrowth => "steady_growth",
             Reason::Unaccounted => "unaccounted_connections",
             Reason::IdleInUse => "idle_in_use",
+            Reason::IdleInTransaction => "idle_in_transaction",
             Reason::OverMaxLifetime => "over_max_lifetime",
         }
     }
@@ -285,14 +306,23 @@ pub struct AppFinding {
     pub connections: u64,
     /// Server or socket connections no pool accounts for.
     pub unaccounted: Option<u64>,
-    /// Checked out by the pool, idle on the server beyond `idle_in_use_seconds`.
+    /// Stuck connections checked out of the pool and idle on the server past
+    /// `idle_in_use_seconds`; `None` unless the pool and server views can be compared.
     pub idle_in_use: Option<u64>,
+    /// Stuck connections of every kind past their floors (see [`evidence`]); `None`
+    /// without a server view.
+    pub stuck_connections: Option<u64>,
+    /// Stuck connection-seconds beyond the floors, the leak test's statistic; `None`
+    /// without a server view.
+    pub stuck_connection_seconds: Option<f64>,
     /// Backends older than their pool's max lifetime plus grace.
     pub over_max_lifetime: Option<u64>,
     /// Some pool of the application is exhausted.
     pub exhausted: bool,
-    /// Robust growth of `connections`, per second, over `growth_span_seconds`; `None`
-    /// until `min_points` points exist there.
+    /// Growth of the application's connections, per second: the Theil-Sen trend of
+    /// `connections` over `growth_span_seconds` (once `min_points` points exist there),
+    /// or, once the stuck connections are conclusive, the rate they accumulated at when
+    /// that is faster. `None` while neither is known.
     pub growth_per_second: Option<f64>,
     /// Seconds until the pools' caps are reached at their current growth (the sooner of
     /// the `open` and `in_use` trends); `None` without a cap or without growth.
@@ -334,9 +364,9 @@ struct AppState {
     history: History<AppPoint>,
     /// Last tick the application was seen, for eviction.
     last_seen: f64,
-    /// Since when each disagreement has been above zero at every tick, in the order
-    /// unaccounted, idle in use, over max lifetime.
-    since: [Option<f64>; 3],
+    /// Since when each held disagreement has been above zero at every tick: unaccounted
+    /// sockets (without a server view), over max lifetime.
+    since: [Option<f64>; 2],
 }
 
 /// State kept per pool.
@@ -511,6 +541,9 @@ impl Analyzer {
                 });
         }
 
+        // Per application whose views were compared: how many idle backends are stuck.
+        let mut idle_stuck: BTreeMap<AppKey, usize> = BTreeMap::new();
+
         // Every application seen in any view.
         let mut keys: BTreeSet<&AppKey> = pools_by_app.keys().collect();
         if let Some((_, a)) = &attributed {
@@ -538,7 +571,7 @@ impl Analyzer {
             let st = self.apps.entry(key.clone()).or_insert_with(|| AppState {
                 history: History::new(cfg.max_history_points, cfg.window_seconds),
                 last_seen: now,
-                since: [None; 3],
+                since: [None; 2],
             });
             st.last_seen = now;
             st.history.push(AppPoint {
@@ -549,27 +582,65 @@ impl Analyzer {
                 pool_in_use: view.pool_in_use.map(count32),
             });
 
-            let mut reasons = Vec::new();
+            let evidence = match (&attributed, backends.as_deref()) {
+                (Some((s, _)), Some(bs)) => Some(evidence::assess(
+                    cfg,
+                    app_pools,
+                    bs,
+                    s.at_unix,
+                    &mut self.series,
+                )),
+                _ => None,
+            };
+            let conclusive = evidence
+                .as_ref()
+                .filter(|e| e.stuck() > 0 && e.connection_seconds >= cfg.stuck_connection_seconds);
+
+            let mut reasons = BTreeSet::new();
+            for kind in conclusive.iter().flat_map(|e| e.kinds()) {
+                reasons.insert(match kind {
+                    evidence::Kind::IdleInUse => Reason::IdleInUse,
+                    evidence::Kind::Unaccounted => Reason::Unaccounted,
+                    evidence::Kind::IdleInTransaction => Reason::IdleInTransaction,
+                });
+            }
             self.series.clear();
             self.series
                 .extend(st.history.iter().map(|p| (p.t, f64::from(p.connections))));
             let growth = trend::assess(&self.series, cfg, &mut self.scratch);
-            if growth.steady {
-                reasons.push(Reason::SteadyGrowth);
+            // Growth of the count is weak evidence (a fan-out climbs like a leak): it
+            // counts only where the stuck connections cannot be judged.
+            let compared = evidence.as_ref().is_some_and(|e| e.compared);
+            if growth.steady && !compared {
+                reasons.insert(Reason::SteadyGrowth);
             }
+            // Connections in no pool for certain, held: the stuck-connection test may
+            // take them for the pool's idle ones. With a server view only those opened
+            // before the latest push count (a stale push is not a disagreement).
+            let in_no_pool = match &evidence {
+                Some(e) if e.compared => Some(e.in_no_pool),
+                _ => view.unaccounted.filter(|_| view.server.is_none()),
+            };
             let held = [
-                (Reason::Unaccounted, view.unaccounted),
-                (Reason::IdleInUse, view.idle_in_use),
+                (Reason::Unaccounted, in_no_pool),
                 (Reason::OverMaxLifetime, view.over_max_lifetime),
             ];
             for (i, (reason, value)) in held.into_iter().enumerate() {
                 if hold(&mut st.since[i], value, now)
                     .is_some_and(|d| d >= cfg.disagreement_hold_seconds)
                 {
-                    reasons.push(reason);
+                    reasons.insert(reason);
                 }
             }
+            let reasons: Vec<Reason> = reasons.into_iter().collect();
 
+            // How fast: the count's trend, or the stuck connections' own rate once they
+            // are conclusive, whichever is faster.
+            let stuck_rate = conclusive.and_then(|e| e.rate_per_second);
+            let growth_per_second = match (growth.per_second, stuck_rate) {
+                (Some(g), Some(r)) => Some(g.max(r)),
+                (g, r) => g.or(r),
+            };
             let eta_pool_seconds = view.pool_max_open.and_then(|max| {
                 let by_open = view.pool_open.and_then(|open| {
                     let g = fit(
@@ -591,17 +662,27 @@ impl Analyzer {
                         &mut self.series,
                         &mut self.scratch,
                     );
-                    trend::eta_seconds(max as f64 - u as f64, g)
+                    let headroom = max as f64 - u as f64;
+                    [
+                        trend::eta_seconds(headroom, g),
+                        trend::eta_seconds(headroom, stuck_rate),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .reduce(f64::min)
                 });
                 [by_open, by_in_use].into_iter().flatten().reduce(f64::min)
             });
             let eta_server_seconds =
                 match (out.server_usable_connections, out.server_connections_total) {
                     (Some(usable), Some(total)) => {
-                        trend::eta_seconds(usable as f64 - total as f64, growth.per_second)
+                        trend::eta_seconds(usable as f64 - total as f64, growth_per_second)
                     }
                     _ => None,
                 };
+            if let Some(e) = evidence.as_ref().filter(|e| e.compared) {
+                idle_stuck.insert(key.clone(), (e.idle_in_use + e.unaccounted) as usize);
+            }
 
             let pools = pool_findings.remove(key).unwrap_or_default();
             out.apps.insert(
@@ -614,10 +695,15 @@ impl Analyzer {
                     pool_max_open_connections: view.pool_max_open,
                     connections,
                     unaccounted: view.unaccounted,
-                    idle_in_use: view.idle_in_use,
+                    idle_in_use: evidence
+                        .as_ref()
+                        .filter(|e| e.compared)
+                        .map(|e| e.idle_in_use),
+                    stuck_connections: evidence.as_ref().map(|e| e.stuck()),
+                    stuck_connection_seconds: evidence.as_ref().map(|e| e.connection_seconds),
                     over_max_lifetime: view.over_max_lifetime,
                     exhausted: pools.iter().any(|p| p.exhausted),
-                    growth_per_second: growth.per_second,
+                    growth_per_second,
                     eta_pool_seconds,
                     eta_server_seconds,
                     leak_suspected: !reasons.is_empty(),
@@ -628,14 +714,14 @@ impl Analyzer {
         }
 
         if let Some((s, a)) = &attributed {
-            out.stuck = stuck::stuck_backends(cfg, &s.backends, a, &pools_by_app);
+            out.stuck = stuck::stuck_backends(cfg, &s.backends, a, &pools_by_app, &idle_stuck);
         }
 
         // Not seen this tick: a disagreement is no longer continuous; long gone: forget.
         let evict = cfg.evict_after_seconds;
         self.apps.retain(|_, st| {
             if st.last_seen < now {
-                st.since = [None; 3];
+                st.since = [None; 2];
             }
             now - st.last_seen <= evict
         });

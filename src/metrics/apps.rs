@@ -8,7 +8,8 @@
 //! `poolwatch_app_pool_open_connections`, `poolwatch_app_pool_in_use_connections`,
 //! `poolwatch_app_pool_max_open_connections`,
 //! `poolwatch_app_unaccounted_connections`, `poolwatch_app_idle_in_use_connections`,
-//! `poolwatch_app_over_max_lifetime_connections`, `poolwatch_app_pool_exhausted`,
+//! `poolwatch_app_over_max_lifetime_connections`, `poolwatch_app_stuck_connections`,
+//! `poolwatch_app_stuck_connection_seconds`, `poolwatch_app_pool_exhausted`,
 //! `poolwatch_app_connection_growth_per_second`,
 //! `poolwatch_app_exhaustion_eta_seconds{limit="pool|server"}` (absent when not
 //! climbing), `poolwatch_app_leak_suspected`, `poolwatch_app_leak_reason{reason}`;
@@ -34,10 +35,12 @@ pub const SPECS: &[Spec] = &[
     Spec { name: "poolwatch_app_pool_in_use_connections", help: "Sum of the application's pools' connections in use.", counter: false, labels: L },
     Spec { name: "poolwatch_app_pool_max_open_connections", help: "Sum of the application's pools' maximum (absent when any pool is unlimited).", counter: false, labels: L },
     Spec { name: "poolwatch_app_unaccounted_connections", help: "Server or socket connections above the pools' open count: connections no pool accounts for.", counter: false, labels: L },
-    Spec { name: "poolwatch_app_idle_in_use_connections", help: "Connections the pool says are in use while the server has them idle in ClientRead beyond analysis.idle_in_use_seconds: checked out and forgotten.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_idle_in_use_connections", help: "Connections checked out of the pool (as of its latest push) that the server has had idle in ClientRead since before that push, for longer than analysis.idle_in_use_seconds: checked out and forgotten.", counter: false, labels: L },
     Spec { name: "poolwatch_app_over_max_lifetime_connections", help: "Backends older than the pool's max lifetime plus analysis.lifetime_grace_seconds: never returned to the pool.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_stuck_connections", help: "Connections the application holds without using them, past their floor: checked out and idle, idle in no pool, or idle in a transaction.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_stuck_connection_seconds", help: "Stuck connection-seconds beyond the floors: the leak test's evidence; a leak is called at analysis.stuck_connection_seconds.", counter: false, labels: L },
     Spec { name: "poolwatch_app_pool_exhausted", help: "1 when a pool of the application is at its maximum with callers waiting more.", counter: false, labels: L },
-    Spec { name: "poolwatch_app_connection_growth_per_second", help: "Robust (Theil-Sen) growth of the application's connections over the trend span.", counter: false, labels: L },
+    Spec { name: "poolwatch_app_connection_growth_per_second", help: "Growth of the application's connections: the robust (Theil-Sen) trend over the trend span, or the rate its stuck connections accumulated at once they are conclusive, whichever is faster.", counter: false, labels: L },
     Spec { name: "poolwatch_app_exhaustion_eta_seconds", help: "Time until the pool's maximum or the server's usable capacity is reached at the current growth (absent when not climbing).", counter: false, labels: &["app", "instance", "limit"] },
     Spec { name: "poolwatch_app_leak_suspected", help: "1 when the evidence says the application leaks connections.", counter: false, labels: L },
     Spec { name: "poolwatch_app_leak_reason", help: "1 for each kind of evidence behind poolwatch_app_leak_suspected.", counter: false, labels: &["app", "instance", "reason"] },
@@ -79,24 +82,26 @@ impl View for AppCollector {
                 f[6].add_opt(&l, n(a.unaccounted));
                 f[7].add_opt(&l, n(a.idle_in_use));
                 f[8].add_opt(&l, n(a.over_max_lifetime));
-                f[9].add(&l, if a.exhausted { 1.0 } else { 0.0 });
-                f[10].add_opt(&l, a.growth_per_second);
-                f[11].add_opt(&[l[0], l[1], "pool"], a.eta_pool_seconds);
-                f[11].add_opt(&[l[0], l[1], "server"], a.eta_server_seconds);
-                f[12].add(&l, if a.leak_suspected { 1.0 } else { 0.0 });
+                f[9].add_opt(&l, n(a.stuck_connections));
+                f[10].add_opt(&l, a.stuck_connection_seconds);
+                f[11].add(&l, if a.exhausted { 1.0 } else { 0.0 });
+                f[12].add_opt(&l, a.growth_per_second);
+                f[13].add_opt(&[l[0], l[1], "pool"], a.eta_pool_seconds);
+                f[13].add_opt(&[l[0], l[1], "server"], a.eta_server_seconds);
+                f[14].add(&l, if a.leak_suspected { 1.0 } else { 0.0 });
                 for r in reasons {
-                    f[13].add(
+                    f[15].add(
                         &[l[0], l[1], r.as_str()],
                         if a.reasons.contains(&r) { 1.0 } else { 0.0 },
                     );
                 }
             }
-            f[15].add(&[], findings.tracked_apps as f64);
-            f[16].add(&[], findings.at_unix);
+            f[17].add(&[], findings.tracked_apps as f64);
+            f[18].add(&[], findings.at_unix);
         }
         for p in report.sockets.iter().flatten() {
             for (state, count) in &p.states {
-                f[14].add(
+                f[16].add(
                     &[report.instance.as_str(), p.peer.as_str(), state],
                     *count as f64,
                 );
