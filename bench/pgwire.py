@@ -73,6 +73,23 @@ class Conn:
         self.sock.sendall(b"Q" + struct.pack("!i", 4 + len(data)) + data)
         self._until_ready()
 
+    def scalar(self, sql):
+        """Runs `sql` and returns the first column of its first row, as text (or None)."""
+        data = sql.encode() + b"\0"
+        self.sock.sendall(b"Q" + struct.pack("!i", 4 + len(data)) + data)
+        value, error = None, None
+        while True:
+            kind, body = _read_message(self.sock)
+            if kind == b"D" and value is None:
+                (length,) = struct.unpack("!i", body[2:6])
+                value = body[6:6 + length].decode() if length >= 0 else None
+            elif kind == b"E":
+                error = _error_text(body)
+            elif kind == b"Z":
+                if error:
+                    raise PgError(error)
+                return value
+
     def send_only(self, sql):
         """Sends `sql` and does not wait: the backend stays `active` while it runs."""
         data = sql.encode() + b"\0"
