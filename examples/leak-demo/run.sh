@@ -43,19 +43,9 @@ mkdir -p "$work/pg"
 $as_pg "$bindir/initdb" -D "$work/pg" -U postgres -A trust --no-sync --no-instructions >/dev/null
 $as_pg "$pgctl" -D "$work/pg" -l "$work/pg/log" -w -o "-p $port -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=100 -c fsync=off" start >/dev/null
 
-cat > "$work/poolwatch.yaml" <<YAML
-listen_address: 127.0.0.1:$listen_port
-database:
-  url: postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable
-  interval_seconds: 2
-  statement_timeout_seconds: 2
-analysis:
-  idle_in_use_seconds: 20
-  lifetime_grace_seconds: 15
-  disagreement_hold_seconds: 30
-YAML
-echo "== poolwatch on 127.0.0.1:$listen_port"
-./target/release/poolwatch --config "$work/poolwatch.yaml" --log-level warn &
+echo "== poolwatch on 127.0.0.1:$listen_port, shipped defaults"
+./target/release/poolwatch --listen "127.0.0.1:$listen_port" \
+    --database-url "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable" --log-level warn &
 pids+=($!)
 sleep 1
 
@@ -83,7 +73,8 @@ while :; do
         echo "== leak_suspected 1 after ${now}s (first connection leaked at ~${LEAK_EVERY}s)"
         grep -E '^poolwatch_app_[a-z_]+\{app="orders-worker"' <<<"$metrics" || true
         echo "== GET /api/v1/connections"
-        curl -s "http://127.0.0.1:$listen_port/api/v1/connections" | python3 -m json.tool | head -40
+        conns=$(curl -s "http://127.0.0.1:$listen_port/api/v1/connections" | python3 -m json.tool)
+        head -40 <<<"$conns"
         exit 0
     fi
     if [ "$now" -ge "$LIMIT" ]; then
