@@ -529,6 +529,22 @@ mod tests {
         assert!(c.socket.is_none());
         assert_eq!(c.warnings.len(), 1);
 
+        // An interval too long for the growth trend's span: still valid, but said so
+        // with the numbers; the stuck-connection test does not need the trend.
+        let c = valid("analysis:\n  interval_seconds: 60\n");
+        assert_eq!(c.analysis.stuck_connection_seconds, 300.0);
+        assert_eq!(c.analysis.unaccounted_after, Duration::from_secs(60));
+        let w = c.warnings.join("\n");
+        assert!(
+            w.contains("growth trend is off")
+                && w.contains("holds 6 samples")
+                && w.contains("at most 33.3"),
+            "{w}"
+        );
+        assert!(valid("analysis:\n  interval_seconds: 33\n")
+            .warnings
+            .is_empty());
+
         for (file, needle) in [
             ("pod_ip: not-an-ip\n", "pod_ip"),
             ("socket:\n  peers: db\n", "host:port"),

@@ -149,7 +149,7 @@ impl AnalysisSettings {
         } else if growth_points(&s) < AnalysisConfig::default().min_points {
             // Not an error: the stuck connections are still judged.
             v.warn(format!(
-                "the growth trend is off: a third of analysis.window_seconds ({window}) holds {} samples at analysis.interval_seconds ({interval}), the trend needs {}; raise the window to at least {} or lower the interval to at most {}",
+                "the growth trend is off: a third of analysis.window_seconds ({window}) holds {} samples at analysis.interval_seconds ({interval}), the trend needs {}; raise the window to at least {:.0} or lower the interval to at most {:.1}",
                 growth_points(&s),
                 AnalysisConfig::default().min_points,
                 27.0 * interval,
