@@ -33,11 +33,11 @@
 //! the log-likelihood ratio of a sequential probability ratio test: if a healthy
 //! application returns a checked-out connection at a rate λ (about once per query), the
 //! chance that it still holds one after `a` more seconds is `e^(−λa)`, while a leaked
-//! connection is never returned; over independent connections the ratio of the two
-//! likelihoods is `λ·E`. A fixed threshold on `E` is therefore a fixed false-alarm
-//! probability, whatever mix of many young or few old stuck connections produced it:
-//! sixty connections stuck for ten seconds beyond the floor decide as fast as one stuck
-//! for ten minutes.
+//! connection is never returned; over independent connections the logarithm of the ratio
+//! of the two likelihoods is `λ·E`. A fixed threshold on `E` is therefore a fixed bound on
+//! the false-alarm probability (Wald: `α ≤ e^(−λ·threshold)`), whatever mix of many young
+//! or few old stuck connections produced it: sixty connections stuck for ten seconds
+//! beyond their floor weigh as much as one stuck for ten minutes.
 //!
 //! # How fast they accumulate
 //!
