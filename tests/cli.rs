@@ -61,7 +61,7 @@ fn check_config() {
     let (o, e) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{o}{e}");
     assert!(
-        o.contains("valid; mode=sidecar listen=0.0.0.0:19187 push_listen=127.0.0.1:19188"),
+        o.contains("valid; mode=sidecar listen=[::]:19187 push_listen=127.0.0.1:19188"),
         "{o}"
     );
     assert!(

@@ -3,49 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{require_tool, value, Daemon, Pg};
-
-/// Turns TLS on in a running cluster with the certificate from `certs`.
-async fn enable_ssl(pg: &Pg, certs: &Path) {
-    for f in ["server.crt", "server.key"] {
-        let to = pg.dir.join(f);
-        std::fs::copy(certs.join(f), &to).unwrap();
-        Command::new("chmod")
-            .args(["600", to.to_str().unwrap()])
-            .status()
-            .unwrap();
-        let _ = Command::new("chown")
-            .args(["postgres:postgres", to.to_str().unwrap()])
-            .status();
-    }
-    let c = pg.client("admin").await;
-    c.batch_execute("ALTER SYSTEM SET ssl = on").await.unwrap();
-    c.query_one("SELECT pg_reload_conf()", &[]).await.unwrap();
-    // Wait until the reload has taken effect.
-    for _ in 0..50 {
-        let on: String = c.query_one("SHOW ssl", &[]).await.unwrap().get(0);
-        if on == "on" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("ssl did not turn on");
-}
-
-async fn poolwatch_uses_ssl(pg: &Pg) -> bool {
-    let c = pg.client("observer").await;
-    c.query_one(
-        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'poolwatch'",
-        &[],
-    )
-    .await
-    .expect("poolwatch's session")
-    .get(0)
-}
 
 fn config(url: &str, extra: &str) -> String {
     format!("database:\n  url: {url}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\n{extra}")
@@ -68,14 +29,14 @@ async fn sslmodes_against_a_tls_server() {
     let other: PathBuf = certs.join("other");
     common::make_certs(&other, "/CN=some other CA");
     let pg = Pg::start();
-    enable_ssl(&pg, &certs).await;
+    pg.enable_ssl(&certs).await;
     let up = |m: &str| value(m, "poolwatch_pg_up") == Some(1.0);
 
     // require: encrypted, certificate not checked (an unknown CA is fine).
     let d = Daemon::start(&config(&url(&pg, "127.0.0.1", "require"), "")).await;
     d.wait_metrics(Duration::from_secs(10), "pg_up 1 with require", up)
         .await;
-    assert!(poolwatch_uses_ssl(&pg).await, "require must encrypt");
+    assert!(pg.poolwatch_uses_ssl().await, "require must encrypt");
     d.stop().await;
 
     // verify-full with the right CA and host name.
@@ -87,7 +48,7 @@ async fn sslmodes_against_a_tls_server() {
     .await;
     d.wait_metrics(Duration::from_secs(10), "pg_up 1 with verify-full", up)
         .await;
-    assert!(poolwatch_uses_ssl(&pg).await);
+    assert!(pg.poolwatch_uses_ssl().await);
     d.stop().await;
 
     // verify-full with a CA that did not sign the certificate: refused, counted as tls.
@@ -109,7 +70,7 @@ async fn sslmodes_against_a_tls_server() {
     let d = Daemon::start(&config(&url(&pg, "127.0.0.1", "disable"), "")).await;
     d.wait_metrics(Duration::from_secs(10), "pg_up 1 with disable", up)
         .await;
-    assert!(!poolwatch_uses_ssl(&pg).await, "disable must not encrypt");
+    assert!(!pg.poolwatch_uses_ssl().await, "disable must not encrypt");
     d.stop().await;
     let _ = std::fs::remove_dir_all(&certs);
 }

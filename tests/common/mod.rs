@@ -241,6 +241,45 @@ impl Pg {
         client
     }
 
+    /// Turns TLS on in a running cluster with the certificate from `certs`.
+    pub async fn enable_ssl(&self, certs: &Path) {
+        for f in ["server.crt", "server.key"] {
+            let to = self.dir.join(f);
+            std::fs::copy(certs.join(f), &to).unwrap();
+            Command::new("chmod")
+                .args(["600", to.to_str().unwrap()])
+                .status()
+                .unwrap();
+            let _ = Command::new("chown")
+                .args(["postgres:postgres", to.to_str().unwrap()])
+                .status();
+        }
+        let c = self.client("admin").await;
+        c.batch_execute("ALTER SYSTEM SET ssl = on").await.unwrap();
+        c.query_one("SELECT pg_reload_conf()", &[]).await.unwrap();
+        // Wait until the reload has taken effect.
+        for _ in 0..50 {
+            let on: String = c.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+            if on == "on" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("ssl did not turn on");
+    }
+
+    /// Whether poolwatch's session (application_name poolwatch) is encrypted.
+    pub async fn poolwatch_uses_ssl(&self) -> bool {
+        let c = self.client("observer").await;
+        c.query_one(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'poolwatch'",
+            &[],
+        )
+        .await
+        .expect("poolwatch's session")
+        .get(0)
+    }
+
     /// Sessions named `application_name` as the server sees them now.
     pub async fn sessions_named(&self, application_name: &str) -> i64 {
         let c = self.client("poolwatch-test-observer").await;

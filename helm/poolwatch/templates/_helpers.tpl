@@ -41,13 +41,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* repository:tag, or repository@digest when a digest is given. */}}
+{{/*
+[registry/]repository:tag, or [registry/]repository@digest when a digest is given.
+*/}}
 {{- define "poolwatch.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
-{{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- $repository := .Values.image.repository }}
+{{- with .Values.image.registry }}
+{{- $repository = printf "%s/%s" . $repository }}
 {{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Whether the cluster serves a Prometheus Operator kind (monitoring.coreos.com/v1/<kind>):
+"true" or "". helm install and upgrade ask the cluster; helm template knows only what
+--api-versions tells it.
+*/}}
+{{- define "poolwatch.operatorServes" -}}
+{{- if .ctx.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" .kind) }}true{{ end }}
 {{- end }}
 
 {{/* The Secret that holds the database URL, or nothing (push-only). */}}
@@ -92,14 +107,18 @@ web-config.yml from it with --web-config-file.
 {{- end }}
 
 {{/*
-A probe of the values, adapted to the listeners: with webConfig.tls an httpGet probe gets
-scheme: HTTPS; with webConfig.clientCertRequired it becomes a tcpSocket probe on the same port,
-since the kubelet presents no client certificate. Other probes (exec, tcpSocket, grpc) are
-kept as they are. Takes (dict "probe" <probe> "ctx" <chart context>).
+A probe of the values, adapted to the listeners: an httpGet probe without a port probes the
+container's port ("port", its name); with webConfig.tls an httpGet probe gets scheme: HTTPS;
+with webConfig.clientCertRequired it becomes a tcpSocket probe on the same port, since the
+kubelet presents no client certificate. Other probes (exec, tcpSocket, grpc) are kept as they
+are. Takes (dict "probe" <probe> "ctx" <chart context> "port" <port name>).
 */}}
 {{- define "poolwatch.probe" -}}
 {{- $probe := deepCopy .probe }}
 {{- $web := .ctx.Values.webConfig }}
+{{- if and (hasKey $probe "httpGet") (not $probe.httpGet.port) }}
+{{- $_ := set $probe.httpGet "port" .port }}
+{{- end }}
 {{- if and $web.existingSecret (hasKey $probe "httpGet") }}
 {{- if $web.clientCertRequired }}
 {{- $tcp := dict "port" $probe.httpGet.port }}

@@ -23,6 +23,8 @@ ONE of these two templates in the application's pod spec, passing the dependency
           ...
         {{- include "poolwatch.sidecar.container" .Subcharts.poolwatch | nindent 8 }}
 
+The native form needs Kubernetes 1.29 or later: rendering it for an older cluster fails.
+
 Both render one list item. The sidecar serves /metrics on the pod IP (sidecar.port, scraped
 by the PodMonitor this chart renders) and takes pushes on the pod's loopback only
 (sidecar.pushAddress, default 127.0.0.1:19188): the application pushes to
@@ -30,9 +32,9 @@ http://127.0.0.1:19188/api/v1/pools/<app>/<pool>. POD_NAME (the default instance
 pushes) and POD_IP (attribution of the pod's own backends) come from the downward API.
 helm/examples/sidecar-app/ is a complete example.
 
-With webConfig.existingSecret (TLS or basic auth), the container mounts that Secret, and the
-pod needs the volume: include "poolwatch.sidecar.volumes" in the pod spec's volumes too. It
-renders nothing while webConfig.existingSecret is empty, so it can be included always:
+With webConfig.existingSecret (TLS or basic auth) or sidecar.extraVolumes, the container mounts
+volumes, and the pod needs them: include "poolwatch.sidecar.volumes" in the pod spec's volumes
+too. It renders nothing while there are none, so it can be included always:
 
     spec:
       {{- with include "poolwatch.sidecar.volumes" .Subcharts.poolwatch }}
@@ -53,21 +55,32 @@ or, in a pod that has volumes of its own, as the last item of its list:
 {{- end }}
 
 {{- define "poolwatch.sidecar.initContainer" -}}
+{{- if semverCompare "<1.29.0-0" .Capabilities.KubeVersion.Version }}
+{{- fail (printf "poolwatch.sidecar.initContainer is a native sidecar (an init container with restartPolicy: Always), which Kubernetes runs from 1.29 on; this cluster is %s: include poolwatch.sidecar.container in the pod's containers instead" .Capabilities.KubeVersion.Version) }}
+{{- end }}
 {{- include "poolwatch.sidecar.spec" (dict "ctx" . "native" true) }}
 {{- end }}
 
 {{/*
-The pod's volumes that the sidecar container mounts: none, or the web configuration's Secret.
-The pod's fsGroup is the application's, so the files are readable by every user (0444); only
-the poolwatch container mounts them.
+The pod's volumes that the sidecar container mounts: the web configuration's Secret, and
+sidecar.extraVolumes; none when neither is set. The pod's fsGroup is the application's, so the
+web configuration's files are readable by every user (0444); only the poolwatch container
+mounts them.
 */}}
 {{- define "poolwatch.sidecar.volumes" -}}
 {{- include "poolwatch.webConfig.check" . }}
-{{- with .Values.webConfig.existingSecret -}}
+{{- include "poolwatch.sidecar.volumeItems" . | trim }}
+{{- end }}
+
+{{- define "poolwatch.sidecar.volumeItems" -}}
+{{- with .Values.webConfig.existingSecret }}
 - name: {{ include "poolwatch.sidecar.webConfigVolume" $ }}
   secret:
     secretName: {{ . }}
     defaultMode: 0444
+{{- end }}
+{{- with .Values.sidecar.extraVolumes }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
 
@@ -87,7 +100,7 @@ the poolwatch container mounts them.
   {{- end }}
   args:
     - --mode=sidecar
-    - --listen=0.0.0.0:{{ $s.port }}
+    - --listen=[::]:{{ $s.port }}
     - --push-listen={{ $s.pushAddress }}
     - --log-level={{ $s.logLevel }}
     - --log-format={{ $s.logFormat }}
@@ -122,15 +135,15 @@ the poolwatch container mounts them.
       protocol: TCP
   {{- with $s.startupProbe }}
   startupProbe:
-    {{- include "poolwatch.probe" (dict "probe" . "ctx" $ctx) | nindent 4 }}
+    {{- include "poolwatch.probe" (dict "probe" . "ctx" $ctx "port" $s.portName) | nindent 4 }}
   {{- end }}
   {{- with $s.livenessProbe }}
   livenessProbe:
-    {{- include "poolwatch.probe" (dict "probe" . "ctx" $ctx) | nindent 4 }}
+    {{- include "poolwatch.probe" (dict "probe" . "ctx" $ctx "port" $s.portName) | nindent 4 }}
   {{- end }}
   {{- with $s.readinessProbe }}
   readinessProbe:
-    {{- include "poolwatch.probe" (dict "probe" . "ctx" $ctx) | nindent 4 }}
+    {{- include "poolwatch.probe" (dict "probe" . "ctx" $ctx "port" $s.portName) | nindent 4 }}
   {{- end }}
   {{- with $s.resources }}
   resources:
@@ -140,10 +153,15 @@ the poolwatch container mounts them.
   securityContext:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if $ctx.Values.webConfig.existingSecret }}
+  {{- if or $ctx.Values.webConfig.existingSecret $s.extraVolumeMounts }}
   volumeMounts:
+    {{- if $ctx.Values.webConfig.existingSecret }}
     - name: {{ include "poolwatch.sidecar.webConfigVolume" $ctx }}
       mountPath: {{ include "poolwatch.webConfigDir" $ctx }}
       readOnly: true
+    {{- end }}
+    {{- with $s.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- end }}
 {{- end }}
