@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::http::web::{Reloader, WebConfig};
 use crate::http::{self, push::IngestMetrics, Ctx, Routes};
 use crate::metrics::{self, apps::AppCollector, pools::PoolCollector, server::ServerCollector};
 use crate::sampler::Sampler;
@@ -110,6 +111,8 @@ pub struct Core {
     pub ticker: Ticker,
     /// Its reports.
     pub reports: tokio::sync::watch::Receiver<Arc<Report>>,
+    /// With `web_config_file`: what re-reads it, and the configuration in force.
+    pub web: Option<(Reloader, tokio::sync::watch::Receiver<Arc<WebConfig>>)>,
 }
 
 impl Core {
@@ -145,6 +148,10 @@ impl Core {
             server_rx,
         );
         views.add(AppCollector::new(reports.clone()));
+        let web = match cfg.web.clone() {
+            Some(w) => Some(Reloader::register(&registry, w)?),
+            None => None,
+        };
         Ok(Core {
             registry,
             views: Arc::new(views),
@@ -155,6 +162,7 @@ impl Core {
             sampler,
             ticker,
             reports,
+            web,
         })
     }
 }
@@ -177,6 +185,10 @@ pub async fn run(
         ),
     }
     background.spawn(core.ticker.run(sampler_cancel.clone()));
+    let web = core.web.map(|(reloader, rx)| {
+        background.spawn(reloader.run(sampler_cancel.clone()));
+        rx
+    });
     let ctx = Arc::new(Ctx {
         registry: core.registry,
         views: core.views,
@@ -185,7 +197,7 @@ pub async fn run(
         groups: core.groups,
         reports: core.reports,
         http: cfg.http.clone(),
-        web: cfg.web.clone(),
+        web,
         default_instance: cfg.instance.clone(),
         ready: AtomicBool::new(true),
         open_connections: core.open_connections,

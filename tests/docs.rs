@@ -11,7 +11,7 @@ fn read(path: &str) -> String {
 
 /// Metric family names in the golden `/metrics` files (central and sidecar mode).
 fn exported() -> BTreeSet<String> {
-    [
+    let mut names: BTreeSet<String> = [
         read("tests/golden/metrics.txt"),
         read("tests/golden/metrics-sidecar.txt"),
     ]
@@ -19,7 +19,21 @@ fn exported() -> BTreeSet<String> {
     .lines()
     .filter_map(|l| l.strip_prefix("# TYPE "))
     .map(|l| l.split(' ').next().unwrap().to_string())
-    .collect()
+    .collect();
+    names.extend(web_config_series());
+    names
+}
+
+/// The series that exist only with `web_config_file` (the golden files run without one).
+fn web_config_series() -> Vec<String> {
+    let file = std::env::temp_dir().join(format!("poolwatch-docs-web-{}.yml", std::process::id()));
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    std::fs::write(&file, format!("basic_auth_users:\n  a: '{hash}'\n")).unwrap();
+    let web = poolwatch::http::web::load(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    let registry = prometheus::Registry::new();
+    let _reloader = poolwatch::http::web::Reloader::register(&registry, web).unwrap();
+    registry.gather().iter().map(|f| f.name().to_string()).collect()
 }
 
 fn mentioned(text: &str) -> BTreeSet<String> {

@@ -59,6 +59,18 @@ async fn try_https(
     path: &str,
     auth: Option<&str>,
 ) -> Result<(Resp, rustls::ProtocolVersion), String> {
+    try_https_with_peer(addr, t, path, auth)
+        .await
+        .map(|(r, v, _)| (r, v))
+}
+
+/// As [`try_https`], with the certificate the server presented (DER).
+async fn try_https_with_peer(
+    addr: SocketAddr,
+    t: &Tls<'_>,
+    path: &str,
+    auth: Option<&str>,
+) -> Result<(Resp, rustls::ProtocolVersion, Vec<u8>), String> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(t.ca).unwrap() {
@@ -93,6 +105,12 @@ async fn try_https(
             .await
             .map_err(|e| format!("TLS handshake: {e}"))?;
         let version = tls.get_ref().1.protocol_version().expect("negotiated");
+        let peer = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .expect("a server certificate")[0]
+            .to_vec();
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         if let Some(a) = auth {
             req.push_str(&format!("Authorization: {a}\r\n"));
@@ -109,7 +127,7 @@ async fn try_https(
         if !buf.windows(4).any(|w| w == b"\r\n\r\n") {
             return Err(format!("no response ({read:?})"));
         }
-        Ok((parse_response(&buf), version))
+        Ok((parse_response(&buf), version, peer))
     };
     tokio::time::timeout(Duration::from_secs(30), exchange)
         .await
@@ -642,4 +660,330 @@ async fn relative_paths_are_relative_to_the_web_config_file() {
     assert_eq!(r.status, 200, "{}", r.body);
     d.stop().await;
     let _ = std::fs::remove_dir_all(certs);
+}
+
+/// A directory laid out as the kubelet lays out a mounted Secret, and updated the way it
+/// updates one: each version of the files in a directory of its own, `..data` a symbolic
+/// link to the current one, replaced in one rename, and each key a link through `..data`.
+struct SecretVolume {
+    dir: PathBuf,
+    version: usize,
+}
+
+impl SecretVolume {
+    fn new(dir: &Path, files: &[(&str, Vec<u8>)]) -> SecretVolume {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut v = SecretVolume {
+            dir: dir.to_path_buf(),
+            version: 0,
+        };
+        v.update(files);
+        v
+    }
+
+    fn update(&mut self, files: &[(&str, Vec<u8>)]) {
+        self.version += 1;
+        let name = format!("..2026_12_02_00_00_{:02}.{}", self.version, self.version);
+        std::fs::create_dir(self.dir.join(&name)).unwrap();
+        for (key, bytes) in files {
+            std::fs::write(self.dir.join(&name).join(key), bytes).unwrap();
+        }
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&name, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
+        for (key, _) in files {
+            let link = self.dir.join(key);
+            if std::fs::symlink_metadata(&link).is_err() {
+                std::os::unix::fs::symlink(format!("..data/{key}"), &link).unwrap();
+            }
+        }
+    }
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+/// The DER of the first certificate in a PEM file.
+fn der(path: &Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+/// `poolwatch_web_config_reloads_total{outcome}` in `metrics`.
+fn reloads(metrics: &str, outcome: &str) -> f64 {
+    common::value(
+        metrics,
+        &format!("poolwatch_web_config_reloads_total{{outcome=\"{outcome}\"}}"),
+    )
+    .unwrap_or_else(|| panic!("no reloads_total{{outcome={outcome}}} in\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_client_cas_and_users_rotate_under_a_scraping_client() {
+    if require_tool("openssl").is_none() {
+        return;
+    }
+    let certs = common::temp_path("rotation-certs");
+    common::make_certs(&certs, "/CN=poolwatch rotation CA");
+    common::make_server_cert(&certs, "renewed");
+    common::make_client_certs(&certs, "alpha");
+    common::make_client_certs(&certs, "beta");
+    let ca = certs.join("ca.crt");
+    let hash = |pw: &str| bcrypt::hash(pw, 4).unwrap();
+    let web_config = |user: &str, pw: &str| {
+        format!(
+            "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_ca_file: client-ca.crt\n  client_auth_type: VerifyClientCertIfGiven\nbasic_auth_users:\n  {user}: '{}'\n",
+            hash(pw)
+        )
+        .into_bytes()
+    };
+    let volume_dir = common::temp_path("rotation-secret");
+    let mut volume = SecretVolume::new(
+        &volume_dir,
+        &[
+            ("web-config.yml", web_config("alice", "a-pw")),
+            ("tls.crt", read(&certs.join("server.crt"))),
+            ("tls.key", read(&certs.join("server.key"))),
+            ("client-ca.crt", read(&certs.join("alpha-ca.crt"))),
+        ],
+    );
+    let d = Daemon::start(&format!(
+        "web_config_file: {}\n",
+        volume_dir.join("web-config.yml").display()
+    ))
+    .await;
+    let alice = basic("alice", "a-pw");
+    let (first, renewed) = (
+        der(&certs.join("server.crt")),
+        der(&certs.join("renewed.crt")),
+    );
+
+    // A client that keeps scraping, as Prometheus does, on a new connection each time.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = {
+        let (stop, ca, alice, addr) = (stop.clone(), ca.clone(), alice.clone(), d.addr);
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let r = try_https_with_peer(addr, &Tls::trusting(&ca), "/metrics", Some(&alice))
+                    .await
+                    .map(|(r, _, peer)| (r.status, peer));
+                seen.push(r);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+    let presents = |cert: Vec<u8>| {
+        let ca = ca.clone();
+        let alice = alice.clone();
+        let addr = d.addr;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let (r, _, peer) =
+                    try_https_with_peer(addr, &Tls::trusting(&ca), "/metrics", Some(&alice))
+                        .await
+                        .unwrap();
+                assert_eq!(r.status, 200, "{}", r.body);
+                if peer == cert {
+                    return r.body;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the new certificate was not served within 10 s"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let body = presents(first.clone()).await;
+    assert_eq!(reloads(&body, "success"), 0.0);
+    assert_eq!(
+        common::value(&body, "poolwatch_web_config_last_reload_successful"),
+        Some(1.0)
+    );
+
+    // cert-manager renews the certificate: the Secret's files change through ..data.
+    let started = Instant::now();
+    volume.update(&[
+        ("web-config.yml", web_config("alice", "a-pw")),
+        ("tls.crt", read(&certs.join("renewed.crt"))),
+        ("tls.key", read(&certs.join("renewed.key"))),
+        ("client-ca.crt", read(&certs.join("alpha-ca.crt"))),
+    ]);
+    let body = presents(renewed.clone()).await;
+    eprintln!("renewed certificate served after {:?}", started.elapsed());
+    assert_eq!(reloads(&body, "success"), 1.0);
+
+    // A bad new certificate: logged, counted, and the renewed one keeps serving.
+    volume.update(&[
+        ("web-config.yml", web_config("alice", "a-pw")),
+        (
+            "tls.crt",
+            b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".to_vec(),
+        ),
+        ("tls.key", read(&certs.join("renewed.key"))),
+        ("client-ca.crt", read(&certs.join("alpha-ca.crt"))),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let body = presents(renewed.clone()).await;
+        if reloads(&body, "failure") >= 1.0 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bad certificate was not noticed:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        reloads(&body, "failure"),
+        1.0,
+        "the same bad files are tried once"
+    );
+    assert_eq!(
+        common::value(&body, "poolwatch_web_config_last_reload_successful"),
+        Some(0.0)
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let body = presents(renewed.clone()).await;
+    assert_eq!(
+        reloads(&body, "failure"),
+        1.0,
+        "the same bad files are tried once"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let seen = scraper.await.unwrap();
+    let failed: Vec<_> = seen.iter().filter(|r| !matches!(r, Ok((200, _)))).collect();
+    let on_renewed = seen
+        .iter()
+        .filter(|r| matches!(r, Ok((_, p)) if *p == renewed))
+        .count();
+    eprintln!(
+        "scrapes during the rotations: {}, failed: {}, served by the renewed certificate: {on_renewed}",
+        seen.len(),
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(seen.len() >= 20 && on_renewed > 0, "{} scrapes", seen.len());
+
+    // New users and a new client CA: bob replaces alice, beta's certificates replace alpha's.
+    volume.update(&[
+        ("web-config.yml", web_config("bob", "b-pw")),
+        ("tls.crt", read(&certs.join("renewed.crt"))),
+        ("tls.key", read(&certs.join("renewed.key"))),
+        ("client-ca.crt", read(&certs.join("beta-ca.crt"))),
+    ]);
+    let bob = basic("bob", "b-pw");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = https(d.addr, &ca, "/metrics", Some(&bob)).await;
+        if r.status == 200 {
+            assert_eq!(reloads(&r.body, "success"), 2.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "bob was not let in within 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        https(d.addr, &ca, "/metrics", Some(&alice)).await.status,
+        401
+    );
+    let (alpha, beta) = (
+        (certs.join("alpha.crt"), certs.join("alpha.key")),
+        (certs.join("beta.crt"), certs.join("beta.key")),
+    );
+    let with_beta = try_https(d.addr, &Tls::with_cert(&ca, &beta), "/metrics", Some(&bob)).await;
+    assert_eq!(with_beta.map(|(r, _)| r.status), Ok(200));
+    let with_alpha = try_https(d.addr, &Tls::with_cert(&ca, &alpha), "/metrics", Some(&bob)).await;
+    assert!(
+        with_alpha.is_err(),
+        "a client certificate of the old CA: {with_alpha:?}"
+    );
+    d.stop().await;
+    let _ = std::fs::remove_dir_all(certs);
+    let _ = std::fs::remove_dir_all(volume_dir);
+}
+
+#[tokio::test]
+async fn sighup_rereads_the_web_configuration_and_a_bad_one_keeps_the_old() {
+    let dir = common::temp_path("sighup");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("web-config.yml");
+    let alice = format!(
+        "basic_auth_users:\n  alice: '{}'\n",
+        bcrypt::hash("a-pw", 4).unwrap()
+    );
+    std::fs::write(&file, &alice).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_poolwatch"))
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--web-config-file={}", file.display()))
+        .env_clear()
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let auth = basic("alice", "a-pw");
+    let metrics_when = |what: &'static str, pred: fn(&str) -> bool| {
+        let auth = auth.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                    let r = get(addr, "/metrics", Some(&auth)).await;
+                    if r.status == 200 && pred(&r.body) {
+                        return r.body;
+                    }
+                }
+                assert!(Instant::now() < deadline, "not within 10 s: {what}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let hangup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    metrics_when("started", |m| reloads(m, "success") == 0.0).await;
+    // Nothing changed, and SIGHUP still re-reads (and does not stop poolwatch).
+    hangup();
+    metrics_when("a reload on SIGHUP", |m| reloads(m, "success") == 1.0).await;
+    // A broken file: seen by the poll, refused, and alice still gets in.
+    std::fs::write(&file, "basic_auth_users:\n  alice: not-a-bcrypt-hash\n").unwrap();
+    metrics_when("the broken file refused", |m| reloads(m, "failure") == 1.0).await;
+    // SIGHUP retries even files it has refused before.
+    hangup();
+    let m = metrics_when("the retry on SIGHUP refused", |m| {
+        reloads(m, "failure") == 2.0
+    })
+    .await;
+    assert_eq!(
+        common::value(&m, "poolwatch_web_config_last_reload_successful"),
+        Some(0.0)
+    );
+    assert_eq!(
+        child.try_wait().unwrap(),
+        None,
+        "poolwatch is still running"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -61,8 +61,9 @@ pub struct Ctx {
     pub ingest: push::IngestMetrics,
     /// Pushgateway-format groups.
     pub groups: pushgateway::Groups,
-    /// TLS and basic auth (`web_config_file`).
-    pub web: Option<web::WebConfig>,
+    /// TLS and basic auth (`web_config_file`), the configuration in force: read for each
+    /// new connection (TLS) and each request (users), replaced by [`web::Reloader`].
+    pub web: Option<tokio::sync::watch::Receiver<Arc<web::WebConfig>>>,
     /// The analysis task's latest report, for `/api/v1/connections`.
     pub reports: tokio::sync::watch::Receiver<Arc<crate::tick::Report>>,
     /// Body limit and timeouts.
@@ -165,7 +166,7 @@ pub async fn serve(
             },
         };
         let stream = WriteDeadline::new(stream, timeout);
-        let tls = ctx.web.as_ref().and_then(|w| w.tls.clone());
+        let tls = ctx.web.as_ref().and_then(|w| w.borrow().tls.clone());
         let ctx = ctx.clone();
         let svc = service_fn(move |req| {
             let ctx = ctx.clone();
@@ -304,7 +305,8 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if let Some(users) = ctx.web.as_ref().and_then(|w| w.users.as_ref()) {
+    let users = ctx.web.as_ref().and_then(|w| w.borrow().users.clone());
+    if let Some(users) = users {
         let probe = matches!(segments.as_slice(), ["healthz"] | ["readyz"]);
         if !probe {
             match users.check(authorization(&req)).await {

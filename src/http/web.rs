@@ -24,7 +24,19 @@
 //! unknown key.
 //!
 //! Owns reading and checking that file (at start: an invalid one is an invalid
-//! configuration) and checking a request's credentials. With users set, every endpoint
+//! configuration), re-reading it, and checking a request's credentials.
+//!
+//! # Rotation
+//!
+//! [`Reloader`] re-reads the file and every file it names when any of their bytes change
+//! (checked every second, so Kubernetes' update of a mounted Secret, a swap of the `..data`
+//! symbolic link, is seen within a second or two) and on SIGHUP (always). A new
+//! configuration that checks out replaces the old one: new connections get the new
+//! certificate and client CAs, every request after it the new users; connections already
+//! open keep the TLS session they have. One that does not (a half-written file, a key that
+//! does not fit the certificate, an unknown key) is logged with its problem and counted,
+//! and the old one keeps serving: `poolwatch_web_config_reloads_total{outcome}`,
+//! `poolwatch_web_config_last_reload_successful`. With users set, every endpoint
 //! but `/healthz` and `/readyz` needs them (probes stay simple); pushes may in addition
 //! need `http.push_token`.
 //!
@@ -98,6 +110,82 @@ pub struct WebConfig {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Basic-auth users, when configured.
     pub users: Option<Arc<Users>>,
+    /// The bytes it was built from, to tell when the files change.
+    files: Files,
+}
+
+/// The web configuration file and the files it names, as read: `None` for a file that
+/// could not be read.
+#[derive(Clone, PartialEq, Debug)]
+struct Files {
+    /// The web configuration file.
+    path: PathBuf,
+    /// Its bytes.
+    config: Option<Vec<u8>>,
+    /// Each file it names (relative paths resolved), with its bytes.
+    named: Vec<(PathBuf, Option<Vec<u8>>)>,
+}
+
+impl Files {
+    /// Reads `path` and, as far as it parses, the files it names.
+    fn read(path: &Path) -> Files {
+        let config = std::fs::read(path).ok();
+        let named = config
+            .as_deref()
+            .and_then(|b| serde_yaml::from_slice::<File>(b).ok())
+            .and_then(|f| f.tls_server_config)
+            .map(|t| {
+                let mut t = t;
+                resolve(path, &mut t);
+                [Some(t.cert_file), Some(t.key_file), t.client_ca_file]
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        let bytes = std::fs::read(&p).ok();
+                        (p, bytes)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Files {
+            path: path.to_path_buf(),
+            config,
+            named,
+        }
+    }
+
+    /// The bytes of a named file, or why there are none.
+    fn bytes(&self, key: &str, file: &Path) -> Result<&[u8], String> {
+        let found = self.named.iter().find(|(p, _)| p == file);
+        match found.and_then(|(_, b)| b.as_deref()) {
+            Some(b) => Ok(b),
+            None => Err(format!(
+                "tls_server_config.{key} {}: {}",
+                file.display(),
+                std::fs::read(file)
+                    .err()
+                    .map_or("changed while it was read".into(), |e| e.to_string())
+            )),
+        }
+    }
+}
+
+/// Relative paths in `t` are relative to the directory of the file at `path`, as in the
+/// exporter-toolkit.
+fn resolve(path: &Path, t: &mut TlsFile) {
+    let dir = path.parent().unwrap_or(Path::new(""));
+    for p in [
+        Some(&mut t.cert_file),
+        Some(&mut t.key_file),
+        t.client_ca_file.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if p.is_relative() {
+            *p = dir.join(&*p);
+        }
+    }
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -244,9 +332,21 @@ pub fn parse_basic(header: &str) -> Option<(String, String)> {
 /// Reads and checks the web configuration file; every problem is returned as one line
 /// (several joined by `; `).
 pub fn load(path: &Path) -> Result<WebConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file: File = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    build(Files::read(path))
+}
+
+/// Checks the files as read and builds the configuration from them.
+fn build(files: Files) -> Result<WebConfig, String> {
+    let path = files.path.as_path();
+    let bytes = files.config.as_deref().ok_or_else(|| {
+        let e = std::fs::read(path)
+            .err()
+            .map_or("changed while it was read".into(), |e| e.to_string());
+        format!("cannot read {}: {e}", path.display())
+    })?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: File = serde_yaml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
     if file.http_server_config {
         return Err(format!(
             "http_server_config is not supported by poolwatch (it serves HTTP/1.1 only and sets no custom headers); remove it{}",
@@ -255,21 +355,8 @@ pub fn load(path: &Path) -> Result<WebConfig, String> {
     }
     let tls = match file.tls_server_config {
         Some(mut t) => {
-            // Relative paths are relative to the file's directory, as in the exporter-toolkit.
-            let dir = path.parent().unwrap_or(Path::new(""));
-            for p in [
-                Some(&mut t.cert_file),
-                Some(&mut t.key_file),
-                t.client_ca_file.as_mut(),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if p.is_relative() {
-                    *p = dir.join(&*p);
-                }
-            }
-            Some(acceptor(&t).map_err(|p| format!("{}{}", p.join("; "), in_file(path)))?)
+            resolve(path, &mut t);
+            Some(acceptor(&t, &files).map_err(|p| format!("{}{}", p.join("; "), in_file(path)))?)
         }
         None => None,
     };
@@ -278,7 +365,134 @@ pub fn load(path: &Path) -> Result<WebConfig, String> {
         Some(hashes) => Some(Arc::new(users(hashes)?)),
         None => None,
     };
-    Ok(WebConfig { tls, users })
+    Ok(WebConfig { tls, users, files })
+}
+
+/// How often the files are compared with what was last read.
+const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps the web configuration in force up to date: re-reads it when its files change and
+/// on SIGHUP, publishes each one that checks out, keeps the old one otherwise.
+pub struct Reloader {
+    /// Publishes the configuration in force.
+    tx: tokio::sync::watch::Sender<Arc<WebConfig>>,
+    /// The files as last read, whether that read became the configuration or not: the
+    /// same bad files are not retried every second, only after a change or on SIGHUP.
+    seen: Files,
+    /// `poolwatch_web_config_reloads_total{outcome}`.
+    reloads: prometheus::IntCounterVec,
+    /// `poolwatch_web_config_last_reload_successful`.
+    last_ok: prometheus::IntGauge,
+    /// `poolwatch_web_config_last_reload_success_timestamp_seconds`.
+    last_success: prometheus::Gauge,
+}
+
+impl Reloader {
+    /// The reloader of `initial` (as loaded at start), its metrics registered, and the
+    /// channel the listeners read the configuration in force from.
+    pub fn register(
+        registry: &prometheus::Registry,
+        initial: WebConfig,
+    ) -> prometheus::Result<(Reloader, tokio::sync::watch::Receiver<Arc<WebConfig>>)> {
+        let reloads = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "poolwatch_web_config_reloads_total",
+                "Re-reads of web_config_file (its files changed, or SIGHUP), by outcome: success (now in force) or failure (logged; the previous configuration keeps serving).",
+            ),
+            &["outcome"],
+        )?;
+        for outcome in ["success", "failure"] {
+            reloads.with_label_values(&[outcome]);
+        }
+        let last_ok = prometheus::IntGauge::new(
+            "poolwatch_web_config_last_reload_successful",
+            "1 when the last read of web_config_file is the configuration in force, 0 when it failed and an older one serves.",
+        )?;
+        last_ok.set(1);
+        let last_success = prometheus::Gauge::new(
+            "poolwatch_web_config_last_reload_success_timestamp_seconds",
+            "When the web configuration in force was read (at start or by the last successful reload), Unix seconds.",
+        )?;
+        last_success.set(crate::unix_now());
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(last_ok.clone()))?;
+        registry.register(Box::new(last_success.clone()))?;
+        let seen = initial.files.clone();
+        let (tx, rx) = tokio::sync::watch::channel(Arc::new(initial));
+        let reloader = Reloader {
+            tx,
+            seen,
+            reloads,
+            last_ok,
+            last_success,
+        };
+        Ok((reloader, rx))
+    }
+
+    /// Watches until `cancel` fires.
+    pub async fn run(mut self, cancel: tokio_util::sync::CancellationToken) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGHUP; the web configuration is still re-read when its files change");
+                None
+            }
+        };
+        let mut timer = tokio::time::interval(POLL);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let path = self.seen.path.clone();
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let forced = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = hup => true,
+                _ = timer.tick() => false,
+            };
+            // Reading a few small files, and bcrypt's check of each user on a change, are
+            // kept off the runtime's threads.
+            let seen = self.seen.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let files = Files::read(&path);
+                if !forced && files == seen {
+                    return None;
+                }
+                Some((files.clone(), build(files)))
+            })
+            .await;
+            match outcome {
+                Ok(None) => {}
+                Ok(Some((files, built))) => self.apply(files, built, forced),
+                Err(e) => tracing::error!(error = %e, "re-reading the web configuration failed"),
+            }
+        }
+    }
+
+    /// Puts a configuration that checks out in force; logs and counts one that does not.
+    fn apply(&mut self, files: Files, built: Result<WebConfig, String>, forced: bool) {
+        let trigger = if forced { "SIGHUP" } else { "files changed" };
+        self.seen = files;
+        match built {
+            Ok(web) => {
+                self.tx.send_replace(Arc::new(web));
+                self.reloads.with_label_values(&["success"]).inc();
+                self.last_ok.set(1);
+                self.last_success.set(crate::unix_now());
+                tracing::info!(file = %self.seen.path.display(), trigger, "web configuration reloaded");
+            }
+            Err(problem) => {
+                self.reloads.with_label_values(&["failure"]).inc();
+                self.last_ok.set(0);
+                tracing::error!(file = %self.seen.path.display(), trigger, %problem, "web configuration not reloaded; the previous one keeps serving");
+            }
+        }
+    }
 }
 
 fn in_file(path: &Path) -> String {
@@ -470,11 +684,15 @@ fn version(key: &str, value: Option<&str>, problems: &mut Vec<String>) -> Option
 }
 
 /// Every PEM certificate in `file`, at least one; `key` names it in problems.
-fn pem_certs(key: &str, file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
-        .map_err(|e| format!("tls_server_config.{key} {}: {e}", file.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls_server_config.{key} {}: {e}", file.display()))?;
+fn pem_certs(
+    key: &str,
+    file: &Path,
+    files: &Files,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(files.bytes(key, file)?)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("tls_server_config.{key} {}: {e}", file.display()))?;
     if certs.is_empty() {
         return Err(format!(
             "tls_server_config.{key} {}: no certificate in it",
@@ -484,15 +702,17 @@ fn pem_certs(key: &str, file: &Path) -> Result<Vec<CertificateDer<'static>>, Str
     Ok(certs)
 }
 
-fn acceptor(t: &TlsFile) -> Result<tokio_rustls::TlsAcceptor, Vec<String>> {
+fn acceptor(t: &TlsFile, files: &Files) -> Result<tokio_rustls::TlsAcceptor, Vec<String>> {
     let choice = choose(t)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs = pem_certs("cert_file", &t.cert_file);
-    let key = PrivateKeyDer::from_pem_file(&t.key_file)
-        .map_err(|e| format!("tls_server_config.key_file {}: {e}", t.key_file.display()));
+    let certs = pem_certs("cert_file", &t.cert_file, files);
+    let key = files.bytes("key_file", &t.key_file).and_then(|b| {
+        PrivateKeyDer::from_pem_slice(b)
+            .map_err(|e| format!("tls_server_config.key_file {}: {e}", t.key_file.display()))
+    });
     let verifier = match (&t.client_ca_file, choice.client_auth) {
         (Some(ca_file), ClientAuth::VerifyIfGiven | ClientAuth::RequireAndVerify) => {
-            client_verifier(ca_file, choice.client_auth, &provider)
+            client_verifier(ca_file, choice.client_auth, &provider, files)
         }
         _ => Ok(WebPkiClientVerifier::no_client_auth()),
     };
@@ -519,6 +739,7 @@ fn client_verifier(
     ca_file: &Path,
     client_auth: ClientAuth,
     provider: &Arc<rustls::crypto::CryptoProvider>,
+    files: &Files,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
     let problem = |e: &dyn std::fmt::Display| {
         format!(
@@ -527,7 +748,7 @@ fn client_verifier(
         )
     };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in pem_certs("client_ca_file", ca_file)? {
+    for cert in pem_certs("client_ca_file", ca_file, files)? {
         roots.add(cert).map_err(|e| problem(&e))?;
     }
     let mut builder =

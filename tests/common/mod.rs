@@ -582,10 +582,16 @@ pub fn openssl(dir: &Path, args: &[&str]) {
 /// A CA, and a server certificate for localhost and 127.0.0.1 signed by it.
 pub fn make_certs(dir: &Path, ca_name: &str) {
     make_ca(dir, "ca", ca_name);
+    make_server_cert(dir, "server");
+}
+
+/// Another server certificate for localhost and 127.0.0.1 (`{name}.crt`, `{name}.key`, a
+/// fresh key), signed by the CA of [`make_certs`] in `dir`: what a renewal brings.
+pub fn make_server_cert(dir: &Path, name: &str) {
     issue(
         dir,
         "ca",
-        "server",
+        name,
         "/CN=localhost",
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
     );
