@@ -28,9 +28,12 @@
 //! - [`analysis`]: pure leak analysis: attribution, view comparison, trend, verdict.
 //! - [`tick`]: the task that feeds the analysis every interval and publishes its report.
 //! - [`metrics`]: registry setup and the collectors that render the latest state.
+//! - [`cli`]: `poolwatch connections` and `poolwatch healthcheck`, clients of a running
+//!   daemon.
 
 pub mod analysis;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod ingest;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
-use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use poolwatch::config::{self, Config, FlagValues, LogFormat, EXIT_INVALID_CONFIG};
 use poolwatch::keys::Kind;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +43,39 @@ enum Command {
         /// The YAML file to check.
         file: PathBuf,
     },
+    /// Print the stuck connections a running poolwatch found, as a table (application,
+    /// pid, state, age, wait event, reasons, query fingerprint), with each application's
+    /// verdict. Exit 0, or 1 when poolwatch cannot be asked.
+    Connections {
+        /// Only this application.
+        #[arg(long, value_name = "APP")]
+        app: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Ask a running poolwatch for /healthz: exit 0 when it answers 200, 1 when not. For
+    /// exec probes and Docker's HEALTHCHECK (the image has no curl).
+    Healthcheck {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// How the client subcommands reach the daemon.
+#[derive(Args, Debug)]
+struct ClientArgs {
+    /// The running poolwatch: http[s]://[user:password@]host[:port] (default: the
+    /// configuration's listen address, on loopback when it is a wildcard; https when the
+    /// web configuration has TLS)
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// PEM bundle of the CAs that an https URL's certificate must chain to (default: the
+    /// system's; a loopback address is not checked unless this is given)
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Do not check an https URL's certificate (the connection is still encrypted)
+    #[arg(long)]
+    insecure: bool,
 }
 
 const EXAMPLES: &str = "\
@@ -51,6 +84,8 @@ Examples:
   PGHOST=127.0.0.1 PGUSER=postgres poolwatch         also watch the local PostgreSQL
   poolwatch --config /etc/poolwatch/poolwatch.yaml
   poolwatch check-config /etc/poolwatch/poolwatch.yaml
+  kubectl exec deploy/orders-db-poolwatch -- /poolwatch connections --app billing
+  poolwatch healthcheck --url https://prometheus:PASSWORD@127.0.0.1:19187
   curl -d '{\"open\":5,\"in_use\":2,\"idle\":3}' localhost:19187/api/v1/pools/billing/primary";
 
 /// The command line: [`Cli`], and a flag for every configuration key that has one, which
@@ -100,6 +135,11 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Connections { client, .. } | Command::Healthcheck { client }) =
+        &cli.command
+    {
+        return ask(&cli, client, &flags);
+    }
     let cfg = match config::load(cli.config.as_deref(), &flags, &config::process_env) {
         Ok(c) => c,
         Err(e) => {
@@ -141,6 +181,96 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `connections` and `healthcheck`: one request to the running daemon.
+fn ask(cli: &Cli, args: &ClientArgs, flags: &FlagValues) -> ExitCode {
+    use poolwatch::cli::{self, Target, TlsTrust};
+    let target = match &args.url {
+        Some(url) => Target::parse(url),
+        None => match config::load(cli.config.as_deref(), flags, &config::process_env) {
+            Ok(cfg) => Ok(Target::of(
+                cfg.listen_address,
+                cfg.web.as_ref().is_some_and(|w| w.tls.is_some()),
+            )),
+            Err(e) => {
+                eprintln!("poolwatch: {e}");
+                eprintln!("poolwatch: cannot tell where poolwatch listens; give --url");
+                return ExitCode::from(EXIT_INVALID_CONFIG as u8);
+            }
+        },
+    };
+    let target = match target {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("poolwatch: --url {e}");
+            return ExitCode::from(EXIT_INVALID_CONFIG as u8);
+        }
+    };
+    let trust = TlsTrust {
+        ca_file: args.ca_file.clone(),
+        insecure: args.insecure,
+    };
+    let path = match &cli.command {
+        Some(Command::Connections { app: Some(app), .. }) => {
+            let encoded: String = app
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("/api/v1/connections?app={encoded}")
+        }
+        Some(Command::Connections { app: None, .. }) => "/api/v1/connections".to_string(),
+        _ => "/healthz".to_string(),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("poolwatch: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = runtime.block_on(cli::get(&target, &trust, &path));
+    let url = target.display(&path);
+    match answer {
+        Ok((200, body)) if path == "/healthz" => {
+            println!("{url}: {}", String::from_utf8_lossy(&body).trim());
+            ExitCode::SUCCESS
+        }
+        Ok((200, body)) => match serde_json::from_slice(&body) {
+            Ok(json) => {
+                print!("{}", cli::connections_table(&json));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("poolwatch: {url}: not the JSON of /api/v1/connections: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok((status, body)) => {
+            let hint = if status == 401 {
+                " (give the credentials in the URL: --url http[s]://USER:PASSWORD@HOST:PORT)"
+            } else {
+                ""
+            };
+            eprintln!(
+                "poolwatch: {url} answered {status}{hint}: {}",
+                String::from_utf8_lossy(&body).trim()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("poolwatch: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn summary(cfg: &Config) -> String {

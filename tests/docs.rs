@@ -33,7 +33,11 @@ fn web_config_series() -> Vec<String> {
     let _ = std::fs::remove_file(&file);
     let registry = prometheus::Registry::new();
     let _reloader = poolwatch::http::web::Reloader::register(&registry, web).unwrap();
-    registry.gather().iter().map(|f| f.name().to_string()).collect()
+    registry
+        .gather()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect()
 }
 
 fn mentioned(text: &str) -> BTreeSet<String> {

@@ -6,7 +6,8 @@
 //! | GET | `/api/v1/connections` | metrics | the oldest stuck backends per application, JSON |
 //! | GET | `/healthz` | metrics | 200 while the process serves requests (liveness) |
 //! | GET | `/readyz` | metrics | 200 once started, 503 while shutting down (readiness) |
-//! | GET | `/` | both | a short page listing these endpoints |
+//! | GET | `/` | metrics | the on-call page: applications, verdicts, stuck connections (HTML, [`page`]) |
+//! | GET | `/` | push | a short text listing this listener's endpoints |
 //! | POST | `/api/v1/pools/{app}/{pool}` | push | one pool: canonical or `sql.DBStats` JSON |
 //! | POST | `/api/v1/pools` | push | a batch of pools of one app |
 //! | PUT, POST, DELETE | `/metrics/job/<job>{/<label>/<value>}` | push | the Pushgateway protocol |
@@ -21,6 +22,7 @@
 
 pub mod config;
 pub mod connections;
+pub mod page;
 pub mod push;
 pub mod pushgateway;
 pub mod web;
@@ -344,7 +346,11 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
                 text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
             }
         }),
-        (_, _, [""]) => get_only(&method, || text(StatusCode::OK, &index(routes))),
+        (true, _, [""]) => get_only(&method, || {
+            let report = ctx.reports.borrow().clone();
+            html(&page::render(&report, crate::unix_now()))
+        }),
+        (_, _, [""]) => get_only(&method, || text(StatusCode::OK, &push_index())),
         (_, true, ["api", "v1", "pools", app, pool]) => {
             if method != Method::POST {
                 return not_allowed("POST");
@@ -430,18 +436,15 @@ fn metrics(ctx: &Ctx) -> Response<Body> {
     r
 }
 
-fn index(routes: Routes) -> String {
-    let mut s = format!(
-        "poolwatch {}: PostgreSQL connection-leak watcher\n\n",
+/// `/` on a push-only listener: its endpoints, as text.
+fn push_index() -> String {
+    format!(
+        "poolwatch {}: PostgreSQL connection-leak watcher (push listener)\n\n\
+POST /api/v1/pools/{{app}}/{{pool}}   push one pool (canonical or sql.DBStats JSON)\n\
+POST /api/v1/pools                batch push\n\
+PUT, POST, DELETE /metrics/job/...  the Pushgateway protocol\n",
         crate::VERSION
-    );
-    if routes.metrics {
-        s.push_str("GET  /metrics                     Prometheus metrics\nGET  /api/v1/connections          stuck connections per application (?app=NAME)\nGET  /healthz                     liveness\nGET  /readyz                      readiness\n");
-    }
-    if routes.push {
-        s.push_str("POST /api/v1/pools/{app}/{pool}   push one pool (canonical or sql.DBStats JSON)\nPOST /api/v1/pools                batch push\n");
-    }
-    s
+    )
 }
 
 /// A plain-text response.
@@ -451,6 +454,16 @@ pub fn text(status: StatusCode, body: &str) -> Response<Body> {
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// An HTML page.
+fn html(body: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
     );
     r
 }
