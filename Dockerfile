@@ -82,4 +82,7 @@ LABEL org.opencontainers.image.title="poolwatch" \
 USER 65534:65534
 # /metrics, /healthz, /readyz (and, in central mode, the push API).
 EXPOSE 19187
+# There is no curl in the image: poolwatch asks itself. It finds the port in
+# POOLWATCH_LISTEN_ADDRESS (set that, rather than --listen, to move it).
+HEALTHCHECK --interval=30s --timeout=6s --start-period=5s CMD ["/poolwatch", "healthcheck"]
 ENTRYPOINT ["/poolwatch"]

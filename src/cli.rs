@@ -361,7 +361,7 @@ pub fn connections_table(answer: &serde_json::Value) -> String {
     let mut out = String::new();
     if rows.is_empty() {
         out.push_str(if apps.is_empty() {
-            "no applications seen yet\n"
+            "no applications (none seen yet, or none of that name)\n"
         } else {
             "no stuck connections\n"
         });

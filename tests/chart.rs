@@ -838,6 +838,7 @@ fn dockerfile_passes_hadolint() {
         "USER 65534:65534",
         "EXPOSE 19187",
         "ENTRYPOINT [\"/poolwatch\"]",
+        "HEALTHCHECK --interval=30s --timeout=6s --start-period=5s CMD [\"/poolwatch\", \"healthcheck\"]",
     ] {
         assert!(
             dockerfile.lines().any(|l| l == line),

@@ -8,34 +8,9 @@ use std::time::Duration;
 
 use common::{assert_series, require_tool, value, Daemon, Pg};
 
-/// Builds the Go program in `examples/<dir>` in GOPATH mode with Debian's Go packages;
-/// `None` (skipped) when Go is missing outside CI.
-fn go_build(dir: &str) -> Option<std::path::PathBuf> {
-    let go = require_tool("go")?;
-    let bin = common::temp_path("go-example");
-    let gocache = common::temp_path("gocache");
-    let out = Command::new(&go)
-        .args(["build", "-o", bin.to_str().unwrap(), "."])
-        .current_dir(format!("{}/examples/{dir}", env!("CARGO_MANIFEST_DIR")))
-        .env("GO111MODULE", "off")
-        .env("GOPATH", "/usr/share/gocode")
-        .env("GOPROXY", "off")
-        .env("GOCACHE", &gocache)
-        .env("HOME", std::env::temp_dir())
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(gocache);
-    assert!(
-        out.status.success(),
-        "go build examples/{dir}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(bin)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_example_pushes_db_stats_as_encoding_json_writes_them() {
-    let Some(bin) = go_build("go-dbstats") else {
+    let Some(bin) = common::go_build("go-dbstats") else {
         return;
     };
     let pg = Pg::start();
@@ -106,7 +81,7 @@ async fn go_example_pushes_db_stats_as_encoding_json_writes_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_client_golang_push_is_analysed_unchanged() {
-    let Some(bin) = go_build("clients/go-push") else {
+    let Some(bin) = common::go_build("clients/go-push") else {
         return;
     };
     let pg = Pg::start();

@@ -680,3 +680,28 @@ fn issue(dir: &Path, ca: &str, name: &str, subject: &str, ext: &str) {
         ],
     );
 }
+
+/// Builds the Go program in `examples/<dir>` in GOPATH mode with Debian's Go packages;
+/// `None` (skipped) when Go is missing outside CI.
+pub fn go_build(dir: &str) -> Option<std::path::PathBuf> {
+    let go = require_tool("go")?;
+    let bin = temp_path("go-example");
+    let gocache = temp_path("gocache");
+    let out = Command::new(&go)
+        .args(["build", "-o", bin.to_str().unwrap(), "."])
+        .current_dir(format!("{}/examples/{dir}", env!("CARGO_MANIFEST_DIR")))
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOPROXY", "off")
+        .env("GOCACHE", &gocache)
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(gocache);
+    assert!(
+        out.status.success(),
+        "go build examples/{dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(bin)
+}
