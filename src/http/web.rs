@@ -36,9 +36,10 @@
 //! open keep the TLS session they have. One that does not (a half-written file, a key that
 //! does not fit the certificate, an unknown key) is logged with its problem and counted,
 //! and the old one keeps serving: `poolwatch_web_config_reloads_total{outcome}`,
-//! `poolwatch_web_config_last_reload_successful`. With users set, every endpoint
-//! but `/healthz` and `/readyz` needs them (probes stay simple); pushes may in addition
-//! need `http.push_token`.
+//! `poolwatch_web_config_last_reload_successful`.
+//!
+//! With users set, every endpoint but `/healthz` and `/readyz` needs them (probes stay
+//! simple); pushes may in addition need `http.push_token`.
 //!
 //! bcrypt is slow on purpose, so a credential check never runs it on the async runtime:
 //! credentials that verified before are answered from a cache, and every other check
