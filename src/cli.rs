@@ -496,7 +496,7 @@ mod tests {
         assert_eq!(at(lines[0], "QUERY"), at(lines[1], "SELECT"));
         assert_eq!(
             connections_table(&serde_json::json!({"at": null, "applications": []})),
-            "no applications seen yet\n"
+            "no applications (none seen yet, or none of that name)\n"
         );
     }
 }

@@ -9,7 +9,7 @@
 //! - the sidecar snippet in both forms, the central Deployment's Secret file and checksums,
 //!   the ConfigMap'd configuration accepted by `poolwatch check-config`;
 //! - the web configuration (`webConfig`: TLS, client certificates, basic auth) in both modes:
-//!   the mounted Secret and `--web-config-file`, HTTPS or tcpSocket probes, the monitors'
+//!   the mounted Secret and `POOLWATCH_WEB_CONFIG_FILE`, HTTPS or tcpSocket probes, the monitors'
 //!   scheme, tlsConfig and basicAuth; and no trace of it while it is off;
 //! - the PrometheusRule equal to the rules after overrides, and accepted by `promtool check
 //!   rules` (on test data now, and on alerts/poolwatch.rules.yaml once it exists);
@@ -599,7 +599,7 @@ fn central_mode_mounts_the_database_secret_as_a_file() {
     for line in [
         "- --mode=central",
         "- --database-url-file=/etc/poolwatch/secret/database-url",
-        "- --config=/etc/poolwatch/config/poolwatch.yaml",
+        "value: /etc/poolwatch/config/poolwatch.yaml",
         "secretName: poolwatch-database",
         "path: /healthz",
         "path: /readyz",
@@ -853,14 +853,16 @@ const SIDECAR_WEB_CONFIG: &str =
     "poolwatch.webConfig.existingSecret=shop-poolwatch-web,poolwatch.webConfig.tls=true";
 const CLIENT_CERT: &str = "poolwatch.webConfig.clientCertRequired=true";
 
-/// The web configuration's Secret mounted read-only where --web-config-file points.
+/// The web configuration's Secret mounted read-only where POOLWATCH_WEB_CONFIG_FILE points
+/// (an environment variable, so that `kubectl exec ... poolwatch connections` finds it too).
 fn assert_web_config_mounted(container: &[&str], volume: &str) {
     let joined = container.join("\n");
+    let env = list_item(
+        &block_in(container, "env:"),
+        "- name: POOLWATCH_WEB_CONFIG_FILE",
+    );
     assert!(
-        has_line(
-            container,
-            "- --web-config-file=/etc/poolwatch/web/web-config.yml"
-        ),
+        has_line(&env, "value: /etc/poolwatch/web/web-config.yml"),
         "{joined}"
     );
     let mount = list_item(
@@ -1579,7 +1581,7 @@ fn central_extras_registry_pdb_and_service_monitor_fields_render() {
     let lines: Vec<&str> = deployment.lines().collect();
     for line in [
         "image: registry.example.com/platform/poolwatch:0.1.0",
-        "- --listen=[::]:19187",
+        "value: \"[::]:19187\"",
         "value: /etc/poolwatch/db-ca/ca.crt",
         "- mountPath: /etc/poolwatch/db-ca",
         "secretName: orders-db-ca",
@@ -1604,23 +1606,23 @@ fn central_extras_registry_pdb_and_service_monitor_fields_render() {
     let plain = template(&chart(), &[], &[]);
     assert!(!plain.contains("annotations:"), "{plain}");
     assert!(docs_of_kind(&plain, "PodDisruptionBudget").is_empty());
-    // The example's PodMonitor carries the labels a Prometheus selects monitors by.
-    let stream = template(
-        &example_chart(),
-        &[],
-        &[
-            "--set",
-            "poolwatch.podMonitor.labels.release=kube-prometheus-stack",
-        ],
-    );
-    let monitor = docs_of_kind(&stream, "PodMonitor")[0];
-    assert!(
-        has_line(
-            &monitor.lines().collect::<Vec<_>>(),
-            "release: kube-prometheus-stack"
+    // The example's PodMonitor carries the labels a Prometheus selects monitors by, as the
+    // example sets them or as overridden.
+    for (set, label) in [
+        (None, "release: kube-prometheus-stack"),
+        (
+            Some("poolwatch.podMonitor.labels.release=prom-main"),
+            "release: prom-main",
         ),
-        "{monitor}"
-    );
+    ] {
+        let extra: Vec<&str> = set.map(|s| vec!["--set", s]).unwrap_or_default();
+        let stream = template(&example_chart(), &[], &extra);
+        let monitor = docs_of_kind(&stream, "PodMonitor")[0];
+        assert!(
+            has_line(&monitor.lines().collect::<Vec<_>>(), label),
+            "{label}:\n{monitor}"
+        );
+    }
 }
 
 /// What the kubelet would do with a Deployment's first container: each Secret volume's keys
@@ -1759,14 +1761,12 @@ async fn verify_full_with_a_private_ca_mounted_through_extra_volumes() {
             .local_addr()
             .unwrap()
             .port();
-        let args: Vec<String> = args
+        // The rendered listen address, [::]:19187, moved to a free port on loopback.
+        let env: Vec<(String, String)> = env
             .into_iter()
-            .map(|a| {
-                if a.starts_with("--listen=") {
-                    format!("--listen=127.0.0.1:{port}")
-                } else {
-                    a
-                }
+            .map(|(k, v)| match k.as_str() {
+                "POOLWATCH_LISTEN_ADDRESS" => (k, format!("127.0.0.1:{port}")),
+                _ => (k, v),
             })
             .collect();
         let mut child = Command::new(env!("CARGO_BIN_EXE_poolwatch"))

@@ -987,3 +987,85 @@ async fn sighup_rereads_the_web_configuration_and_a_bad_one_keeps_the_old() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_cli_finds_a_tls_daemon_from_its_environment_and_checks_certificates() {
+    if require_tool("openssl").is_none() {
+        return;
+    }
+    let certs = common::temp_path("cli-certs");
+    common::make_certs(&certs, "/CN=poolwatch cli CA");
+    let other = certs.join("other");
+    common::make_certs(&other, "/CN=some other CA");
+    let web = certs.join("web-config.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  alice: '{}'\n",
+            bcrypt::hash("a-pw", 4).unwrap()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The daemon and the commands share the container's environment, as under kubectl exec.
+    let env = [
+        ("POOLWATCH_LISTEN_ADDRESS", format!("127.0.0.1:{port}")),
+        ("POOLWATCH_WEB_CONFIG_FILE", web.display().to_string()),
+    ];
+    let poolwatch = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_poolwatch"));
+        c.args(args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        c
+    };
+    let mut daemon = poolwatch(&[])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = |args: &[&str]| {
+        let out = poolwatch(args).output().unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while run(&["healthcheck"]).0 != Some(0) {
+        assert!(Instant::now() < deadline, "{:?}", run(&["healthcheck"]));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // healthcheck: https found from the web configuration; /healthz needs no credentials.
+    let (code, out, _) = run(&["healthcheck"]);
+    assert_eq!(
+        (code, out),
+        (Some(0), format!("https://127.0.0.1:{port}/healthz: ok\n"))
+    );
+    // connections needs them, and says how to give them.
+    let (code, _, err) = run(&["connections"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("answered 401") && err.contains("USER:PASSWORD@"),
+        "{err}"
+    );
+    let with_credentials = format!("https://alice:a-pw@127.0.0.1:{port}");
+    let (code, out, err) = run(&["connections", "--url", &with_credentials]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("no applications"), "{out}");
+    // A CA given is checked: the right one by the name the certificate carries, another not.
+    let by_name = format!("https://alice:a-pw@localhost:{port}");
+    let ca = certs.join("ca.crt").display().to_string();
+    let wrong = other.join("ca.crt").display().to_string();
+    assert_eq!(
+        run(&["connections", "--url", &by_name, "--ca-file", &ca]).0,
+        Some(0)
+    );
+    let (code, _, err) = run(&["connections", "--url", &by_name, "--ca-file", &wrong]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("TLS"), "{err}");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = std::fs::remove_dir_all(certs);
+}

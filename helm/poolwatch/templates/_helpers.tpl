@@ -85,7 +85,7 @@ Whether the cluster serves a Prometheus Operator kind (monitoring.coreos.com/v1/
 
 {{/*
 The web configuration (webConfig): the Secret is mounted at this directory, and poolwatch reads
-web-config.yml from it with --web-config-file.
+web-config.yml from it (POOLWATCH_WEB_CONFIG_FILE).
 */}}
 {{- define "poolwatch.webConfigDir" -}}
 /etc/poolwatch/web
@@ -93,6 +93,21 @@ web-config.yml from it with --web-config-file.
 
 {{- define "poolwatch.webConfigFile" -}}
 {{ include "poolwatch.webConfigDir" . }}/web-config.yml
+{{- end }}
+
+{{/*
+The listen address and the web configuration, as environment variables rather than flags:
+`kubectl exec ... -- /poolwatch connections` (or healthcheck) inherits the container's
+environment but not its arguments, and finds the daemon's port and scheme in them. Takes
+(dict "ctx" <chart context> "port" <port>).
+*/}}
+{{- define "poolwatch.clientEnv" -}}
+- name: POOLWATCH_LISTEN_ADDRESS
+  value: "[::]:{{ .port }}"
+{{- if .ctx.Values.webConfig.existingSecret }}
+- name: POOLWATCH_WEB_CONFIG_FILE
+  value: {{ include "poolwatch.webConfigFile" .ctx }}
+{{- end }}
 {{- end }}
 
 {{/* Fails the render on webConfig values that cannot work together. */}}

@@ -100,17 +100,14 @@ mounts them.
   {{- end }}
   args:
     - --mode=sidecar
-    - --listen=[::]:{{ $s.port }}
     - --push-listen={{ $s.pushAddress }}
     - --log-level={{ $s.logLevel }}
     - --log-format={{ $s.logFormat }}
-    {{- if $ctx.Values.webConfig.existingSecret }}
-    - --web-config-file={{ include "poolwatch.webConfigFile" $ctx }}
-    {{- end }}
     {{- with $s.extraArgs }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
   env:
+    {{- include "poolwatch.clientEnv" (dict "ctx" $ctx "port" $s.port) | nindent 4 }}
     - name: POD_NAME
       valueFrom:
         fieldRef:
