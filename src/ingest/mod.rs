@@ -7,6 +7,7 @@
 
 pub mod json;
 pub mod pushgateway;
+pub(crate) mod wire;
 
 use std::time::Duration;
 

@@ -15,6 +15,7 @@
 
 use std::collections::HashSet;
 
+use crate::ingest::wire::{Reader, FIXED64, LEN, VARINT};
 use crate::ingest::IngestError;
 
 use super::{
@@ -33,7 +34,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<Vec<Family>, IngestError> {
     let mut index = 0;
     while !input.is_empty() {
         index += 1;
-        let start = input.pos;
+        let start = input.pos();
         let at = |problem: String| {
             IngestError::field_err(format!("MetricFamily #{index} (byte {start})"), problem)
         };
@@ -62,116 +63,6 @@ enum Located {
     Family(String),
     /// In the named family.
     Named(String, String),
-}
-
-/// Wire types of the protobuf encoding.
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
-const FIXED32: u8 = 5;
-
-/// A bounds-checked cursor over protobuf bytes.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.pos >= self.buf.len()
-    }
-
-    fn varint(&mut self) -> Result<u64, String> {
-        let mut value: u64 = 0;
-        for shift in (0..70).step_by(7) {
-            let Some(&b) = self.buf.get(self.pos) else {
-                return Err("truncated varint".to_string());
-            };
-            self.pos += 1;
-            if shift == 63 && b > 1 {
-                return Err("varint overflows 64 bits".to_string());
-            }
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err("varint longer than 10 bytes".to_string())
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&end| end <= self.buf.len())
-            .ok_or_else(|| {
-                format!(
-                    "truncated: {n} bytes announced, {} left",
-                    self.buf.len() - self.pos
-                )
-            })?;
-        let bytes = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(bytes)
-    }
-
-    fn length_delimited(&mut self) -> Result<&'a [u8], String> {
-        let n = self.varint()?;
-        let n = usize::try_from(n).map_err(|_| "length does not fit in memory".to_string())?;
-        self.take(n)
-    }
-
-    fn fixed64(&mut self) -> Result<u64, String> {
-        let bytes = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(bytes);
-        Ok(u64::from_le_bytes(a))
-    }
-
-    fn double(&mut self) -> Result<f64, String> {
-        self.fixed64().map(f64::from_bits)
-    }
-
-    fn string(&mut self, what: &str) -> Result<String, String> {
-        let bytes = self.length_delimited()?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not valid UTF-8"))
-    }
-
-    /// The next field's number and wire type.
-    fn key(&mut self) -> Result<(u64, u8), String> {
-        let key = self.varint()?;
-        let field = key >> 3;
-        if field == 0 {
-            return Err("field number 0".to_string());
-        }
-        Ok((field, (key & 7) as u8))
-    }
-
-    /// Skips a field this parser does not use.
-    fn skip(&mut self, wire: u8) -> Result<(), String> {
-        match wire {
-            VARINT => self.varint().map(drop),
-            FIXED64 => self.take(8).map(drop),
-            LEN => self.length_delimited().map(drop),
-            FIXED32 => self.take(4).map(drop),
-            other => Err(format!("unsupported wire type {other}")),
-        }
-    }
-
-    /// Checks the wire type of a known field.
-    fn expect(&self, field: &str, wire: u8, want: u8) -> Result<(), String> {
-        if wire == want {
-            Ok(())
-        } else {
-            Err(format!(
-                "field {field} has wire type {wire}, expected {want}"
-            ))
-        }
-    }
 }
 
 /// The value-carrying parts of one `Metric` message.
