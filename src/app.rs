@@ -107,6 +107,8 @@ pub struct Core {
     pub sampler: Option<Sampler>,
     /// Pushgateway-format groups.
     pub groups: crate::http::pushgateway::Groups,
+    /// The OTLP receiver.
+    pub otlp: crate::http::otlp::Receiver,
     /// The analysis task.
     pub ticker: Ticker,
     /// Its reports.
@@ -130,6 +132,7 @@ impl Core {
             cfg.pools.expiry,
             cfg.pools.max_pools,
         )?;
+        let otlp = crate::http::otlp::Receiver::register(&registry, cfg.pools.expiry)?;
         let (sampler, server_rx) = match cfg.database.clone() {
             Some(db) => {
                 let (sampler, rx) = Sampler::register(&registry, db)?;
@@ -159,6 +162,7 @@ impl Core {
             ingest,
             open_connections,
             groups,
+            otlp,
             sampler,
             ticker,
             reports,
@@ -195,6 +199,7 @@ pub async fn run(
         store: core.store,
         ingest: core.ingest,
         groups: core.groups,
+        otlp: core.otlp,
         reports: core.reports,
         http: cfg.http.clone(),
         web,

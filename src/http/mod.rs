@@ -11,6 +11,7 @@
 //! | POST | `/api/v1/pools/{app}/{pool}` | push | one pool: canonical or `sql.DBStats` JSON |
 //! | POST | `/api/v1/pools` | push | a batch of pools of one app |
 //! | PUT, POST, DELETE | `/metrics/job/<job>{/<label>/<value>}` | push | the Pushgateway protocol |
+//! | POST | `/v1/metrics` | push | OTLP/HTTP metrics, protobuf or JSON |
 //!
 //! When the metrics and push addresses are the same, one listener serves both sets.
 //! Every request's headers and body must arrive within `http.request_timeout_seconds`;
@@ -22,6 +23,7 @@
 
 pub mod config;
 pub mod connections;
+pub mod otlp;
 pub mod page;
 pub mod push;
 pub mod pushgateway;
@@ -63,6 +65,8 @@ pub struct Ctx {
     pub ingest: push::IngestMetrics,
     /// Pushgateway-format groups.
     pub groups: pushgateway::Groups,
+    /// The OTLP receiver's series.
+    pub otlp: otlp::Receiver,
     /// TLS and basic auth (`web_config_file`), the configuration in force: read for each
     /// new connection (TLS) and each request (users), replaced by [`web::Reloader`].
     pub web: Option<tokio::sync::watch::Receiver<Arc<web::WebConfig>>>,
@@ -367,6 +371,12 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
             }
             pushgateway::handle(req, ctx).await
         }
+        (_, true, ["v1", "metrics"]) => {
+            if let Some(denied) = unauthorized(&req, ctx, "otlp") {
+                return denied;
+            }
+            otlp::handle(req, ctx).await
+        }
         (_, true, ["api", "v1", "pools"]) => {
             if method != Method::POST {
                 return not_allowed("POST");
@@ -442,7 +452,8 @@ fn push_index() -> String {
         "poolwatch {}: PostgreSQL connection-leak watcher (push listener)\n\n\
 POST /api/v1/pools/{{app}}/{{pool}}   push one pool (canonical or sql.DBStats JSON)\n\
 POST /api/v1/pools                batch push\n\
-PUT, POST, DELETE /metrics/job/...  the Pushgateway protocol\n",
+PUT, POST, DELETE /metrics/job/...  the Pushgateway protocol\n\
+POST /v1/metrics                  OTLP/HTTP metrics (protobuf or JSON)\n",
         crate::VERSION
     )
 }

@@ -16,8 +16,9 @@ use crate::ingest::{IngestError, PoolPush};
 
 /// `poolwatch_ingest_requests_total{format, outcome}`.
 pub struct IngestMetrics {
-    /// Push requests by format (`json`, `dbstats`, `batch`) and outcome (`accepted` or
-    /// the error kind).
+    /// Push requests by format (`json`, `dbstats`, `batch`; `text`, `protobuf`,
+    /// `pushgateway`; `otlp_protobuf`, `otlp_json`, `otlp`) and outcome (`accepted`,
+    /// `partial` for an OTLP export partly refused, or the error kind).
     requests: IntCounterVec,
 }
 
@@ -38,6 +39,8 @@ impl IngestMetrics {
             "text",
             "protobuf",
             "pushgateway",
+            "otlp_protobuf",
+            "otlp_json",
         ] {
             requests.with_label_values(&[f, "accepted"]);
         }

@@ -229,7 +229,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Decompresses a gzip body, refusing to inflate past `limit` bytes.
-fn gunzip(body: &Bytes, limit: usize) -> Result<Bytes, IngestError> {
+pub(crate) fn gunzip(body: &Bytes, limit: usize) -> Result<Bytes, IngestError> {
     let mut out = Vec::new();
     let mut decoder = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1);
     decoder

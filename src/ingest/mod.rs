@@ -4,8 +4,12 @@
 //!
 //! - [`json`]: `POST /api/v1/pools/{app}/{pool}` (canonical or Go `sql.DBStats` JSON) and
 //!   the `POST /api/v1/pools` batch.
+//! - [`pushgateway`]: the Pushgateway protocol, text and delimited protobuf.
+//! - [`otlp`]: OpenTelemetry's OTLP/HTTP metrics, protobuf and JSON.
+//! - `wire`: the protobuf wire format both protobuf readers share.
 
 pub mod json;
+pub mod otlp;
 pub mod pushgateway;
 pub(crate) mod wire;
 
@@ -88,6 +92,9 @@ pub enum IngestError {
     /// The connection failed while the body was read.
     #[error("request body could not be read: {0}")]
     Body(String),
+    /// The body's `Content-Type` is not one the endpoint reads.
+    #[error("Content-Type {0:?} is not supported; send {1}")]
+    UnsupportedMediaType(String, &'static str),
     /// Accepting the push would track more pools than `pools.max_pools`.
     #[error("pool limit reached: {tracked} of {limit} pools tracked (pools.max_pools); this push would add {new}")]
     PoolLimit {
@@ -124,6 +131,7 @@ impl IngestError {
             IngestError::TooLarge { .. } => "too_large",
             IngestError::Timeout(_) => "timeout",
             IngestError::Body(_) => "body_error",
+            IngestError::UnsupportedMediaType(..) => "unsupported_media_type",
             IngestError::PoolLimit { .. } => "pool_limit",
             IngestError::AppLimit { .. } => "app_limit",
             IngestError::PoolsPerAppLimit { .. } => "pools_per_app_limit",
@@ -136,6 +144,7 @@ impl IngestError {
             IngestError::Syntax(_) | IngestError::Field { .. } | IngestError::Body(_) => 400,
             IngestError::TooLarge { .. } => 413,
             IngestError::Timeout(_) => 408,
+            IngestError::UnsupportedMediaType(..) => 415,
             IngestError::PoolLimit { .. }
             | IngestError::AppLimit { .. }
             | IngestError::PoolsPerAppLimit { .. } => 429,
@@ -146,6 +155,7 @@ impl IngestError {
     pub fn field(&self) -> Option<&str> {
         match self {
             IngestError::Field { field, .. } => Some(field),
+            IngestError::UnsupportedMediaType(..) => Some("Content-Type"),
             _ => None,
         }
     }
@@ -195,4 +205,20 @@ pub fn check_name(
         ));
     }
     Ok(())
+}
+
+/// Makes a client-chosen value a valid name: characters [`check_name`] does not allow
+/// become `_`, and it is cut to `max` characters (a push should still work when the
+/// client picked an unusual name, e.g. a connection string as a pool name).
+pub fn clean_name(v: &str, max: usize) -> String {
+    v.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(max)
+        .collect()
 }

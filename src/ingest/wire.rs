@@ -1,10 +1,11 @@
-//! The protobuf wire format, read by hand for the protobuf push formats (client_golang's
-//! delimited `MetricFamily`).
+//! The protobuf wire format, read and written by hand for the two protobuf push formats
+//! (client_golang's delimited `MetricFamily` and OTLP's `ExportMetricsServiceRequest`).
 //!
 //! [`Reader`] is a bounds-checked cursor: every length is checked against the bytes left
 //! before anything is taken, so a truncated or garbage body is an error naming what went
 //! wrong, never a panic or an allocation larger than the body. Nothing is copied until a
-//! caller asks for a string.
+//! caller asks for a string. [`Writer`] writes the few small messages poolwatch answers
+//! with (OTLP responses and statuses).
 
 /// Wire type of varints (`int32`, `int64`, `uint32`, `uint64`, `bool`, enums).
 pub(crate) const VARINT: u8 = 0;
@@ -129,9 +130,87 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Builds a protobuf message in memory.
+#[derive(Default)]
+pub(crate) struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
+
+    fn key(&mut self, field: u32, wire: u8) {
+        self.varint(u64::from(field) << 3 | u64::from(wire));
+    }
+
+    /// An integer field (`int32`, `int64` and `uint*` alike; negative values take ten
+    /// bytes, as protobuf writes them). Zero is left out, as proto3 does.
+    pub(crate) fn int(&mut self, field: u32, v: i64) {
+        if v != 0 {
+            self.key(field, VARINT);
+            self.varint(v as u64);
+        }
+    }
+
+    /// A string field; the empty string is left out, as proto3 does.
+    pub(crate) fn string(&mut self, field: u32, s: &str) {
+        if !s.is_empty() {
+            self.bytes(field, s.as_bytes());
+        }
+    }
+
+    /// An embedded message (always written, even when empty: its presence means something).
+    pub(crate) fn message(&mut self, field: u32, m: Writer) {
+        self.bytes(field, &m.buf);
+    }
+
+    fn bytes(&mut self, field: u32, b: &[u8]) {
+        self.key(field, LEN);
+        self.varint(b.len() as u64);
+        self.buf.extend_from_slice(b);
+    }
+
+    pub(crate) fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_the_writer_writes_the_reader_reads() {
+        let mut inner = Writer::default();
+        inner.int(1, 300);
+        inner.string(2, "é and more");
+        inner.int(3, -1);
+        inner.int(4, 0);
+        let mut outer = Writer::default();
+        outer.message(1, inner);
+        outer.message(2, Writer::default());
+        let bytes = outer.finish();
+
+        let mut r = Reader::new(&bytes);
+        assert_eq!(r.key().unwrap(), (1, LEN));
+        let mut m = Reader::new(r.length_delimited().unwrap());
+        assert_eq!(m.key().unwrap(), (1, VARINT));
+        assert_eq!(m.varint().unwrap(), 300);
+        assert_eq!(m.key().unwrap(), (2, LEN));
+        assert_eq!(m.str("s").unwrap(), "é and more");
+        assert_eq!(m.key().unwrap(), (3, VARINT));
+        assert_eq!(m.varint().unwrap() as i64, -1);
+        assert!(m.is_empty(), "zero is not written");
+        assert_eq!(r.key().unwrap(), (2, LEN));
+        assert_eq!(r.length_delimited().unwrap(), b"");
+        assert!(r.is_empty());
+    }
 
     #[test]
     fn lengths_past_the_end_and_long_varints_are_errors() {

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::ingest::{
-    check_name, IngestError, PoolKey, PoolPush, PoolSnapshot, MAX_APPLICATION_NAME_LEN,
+    check_name, clean_name, IngestError, PoolKey, PoolPush, PoolSnapshot, MAX_APPLICATION_NAME_LEN,
     MAX_INSTANCE_LEN, MAX_NAME_LEN,
 };
 
@@ -475,14 +475,14 @@ impl<'a> KeyContext<'a> {
         let instance = match &self.instance {
             Some(i) => i.clone(),
             None => match sample.labels.get("instance") {
-                Some(i) => sanitize(i, MAX_INSTANCE_LEN),
+                Some(i) => clean_name(i, MAX_INSTANCE_LEN),
                 None => self.default_instance.to_string(),
             },
         };
         let from_sample = client.pool_labels().iter().find_map(|l| {
             match (self.key.get(l), sample.labels.get(l)) {
                 (Some(k), _) => Some((k.to_string(), Some(*l))),
-                (None, Some(v)) => Some((sanitize(v, MAX_NAME_LEN), None)),
+                (None, Some(v)) => Some((clean_name(v, MAX_NAME_LEN), None)),
                 (None, None) => None,
             }
         });
@@ -504,20 +504,6 @@ impl<'a> KeyContext<'a> {
             instance,
         })
     }
-}
-
-/// Makes a client-chosen label value a valid name: other characters become `_`.
-fn sanitize(v: &str, max: usize) -> String {
-    v.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(max)
-        .collect()
 }
 
 /// Builds a snapshot, or says what is missing (inner `Err`); the outer `Err` is a value
