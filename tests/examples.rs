@@ -291,3 +291,290 @@ async fn node_pg_pool_pushes_json() {
     );
     d.stop().await;
 }
+
+/// A daemon watching `pg` with short intervals and holds, so a leak shows in seconds.
+async fn watching(pg: &Pg) -> Daemon {
+    Daemon::start(&format!(
+        "database:\n  url: {}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\nanalysis:\n  interval_seconds: 0.3\n  window_seconds: 6\n  idle_in_use_seconds: 1\n  disagreement_hold_seconds: 2\n",
+        pg.url()
+    ))
+    .await
+}
+
+/// Runs `program` (`python3` or `node`) on `script` in `examples/clients/<dir>` with the
+/// standard OpenTelemetry environment pointed at `d`'s `/v1/metrics`, plus `env`.
+fn otel_client(
+    program: &std::path::Path,
+    dir: &str,
+    script: &str,
+    d: &Daemon,
+    pg: &Pg,
+    service: &str,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let mut cmd = Command::new(program);
+    cmd.arg(script)
+        .current_dir(format!(
+            "{}/examples/clients/{dir}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .env(
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            format!("http://{}/v1/metrics", d.push_addr),
+        )
+        .env("OTEL_SERVICE_NAME", service)
+        .env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            format!("service.instance.id=pod-{service}"),
+        )
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "300")
+        .env("DATABASE_URL", pg.url())
+        .stdout(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// The lines of `m` about `app`, for the test log.
+fn lines_of(m: &str, app: &str) -> String {
+    m.lines()
+        .filter(|l| l.contains(&format!("app=\"{app}\"")) && !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Whether the Python OpenTelemetry packages `.ci/run` installs can be imported.
+fn python_otel() -> bool {
+    python_with(
+        "opentelemetry.sdk.metrics, opentelemetry.exporter.otlp.proto.http.metric_exporter, opentelemetry.instrumentation.sqlalchemy, sqlalchemy, psycopg",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sqlalchemy_otel_pool_joins_the_server_view() {
+    if !python_otel() {
+        return;
+    }
+    let pg = Pg::start();
+    let d = watching(&pg).await;
+    let mut child = otel_client(
+        std::path::Path::new("python3"),
+        "python-otel",
+        "app.py",
+        &d,
+        &pg,
+        "reports",
+        &[
+            ("WORK", "healthy"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ],
+    );
+    let pool = r#"{app="reports",pool="main",instance="pod-reports"}"#;
+    let app = r#"{app="reports",instance=""}"#;
+    let m = d
+        .wait_metrics(
+            Duration::from_secs(30),
+            "the SQLAlchemy pool, joined with the server view",
+            |m| {
+                value(m, &format!("poolwatch_pool_open_connections{pool}")) == Some(1.0)
+                    && value(m, &format!("poolwatch_app_server_connections{app}")) == Some(1.0)
+            },
+        )
+        .await;
+    // A few more seconds of healthy work: never a leak.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let m = d.metrics().await;
+        assert_eq!(
+            value(&m, &format!("poolwatch_app_leak_suspected{app}")),
+            Some(0.0),
+            "{}",
+            lines_of(&m, "reports")
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!("{}", lines_of(&m, "reports"));
+    assert_series(
+        &m,
+        app,
+        &[
+            ("poolwatch_app_pool_open_connections", 1.0),
+            ("poolwatch_app_unaccounted_connections", 0.0),
+        ],
+    );
+    assert!(
+        value(
+            &m,
+            r#"poolwatch_ingest_requests_total{format="otlp_protobuf",outcome="accepted"}"#
+        )
+        .unwrap()
+            >= 1.0
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sqlalchemy_otel_leak_is_flagged() {
+    if !python_otel() {
+        return;
+    }
+    let pg = Pg::start();
+    let d = watching(&pg).await;
+    let mut child = otel_client(
+        std::path::Path::new("python3"),
+        "python-otel",
+        "app.py",
+        &d,
+        &pg,
+        "leaky-reports",
+        &[("WORK", "leak"), ("LEAK", "6"), ("EVERY", "0.3")],
+    );
+    let app = r#"{app="leaky-reports",instance=""}"#;
+    let m = d
+        .wait_metrics(Duration::from_secs(40), "the leak to be flagged", |m| {
+            value(m, &format!("poolwatch_app_leak_suspected{app}")) == Some(1.0)
+        })
+        .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!("{}", lines_of(&m, "leaky-reports"));
+    let pool = r#"{app="leaky-reports",pool="main",instance="pod-leaky-reports"}"#;
+    let in_use = value(&m, &format!("poolwatch_pool_in_use_connections{pool}")).unwrap();
+    assert!(in_use >= 2.0, "checked out and never returned: {in_use}");
+    assert!(
+        value(&m, &format!("poolwatch_app_server_connections{app}")).unwrap() >= in_use,
+        "{}",
+        lines_of(&m, "leaky-reports")
+    );
+    // The stuck connections are the leaked ones: idle in ClientRead, named by the app.
+    let r = common::http(d.addr, "GET", "/api/v1/connections?app=leaky-reports", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    let conns = j["applications"][0]["connections"].as_array().unwrap();
+    assert!(!conns.is_empty(), "{j}");
+    for c in conns {
+        assert_eq!(c["application_name"], "leaky-reports", "{c}");
+        assert_eq!(c["wait_event"], "ClientRead", "{c}");
+    }
+    // SQLAlchemy ran its query in a transaction: the last statement is its COMMIT.
+    assert_eq!(conns[0]["query"], "COMMIT", "{j}");
+    d.stop().await;
+}
+
+/// Whether `examples/clients/<dir>/node_modules` holds `module`; under CI it must.
+fn node_modules(dir: &str, module: &str) -> bool {
+    let path = format!(
+        "{}/examples/clients/{dir}/node_modules/{module}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let ok = std::path::Path::new(&path).is_dir();
+    if !ok {
+        assert!(
+            !common::in_ci(),
+            "{path} missing under CI (.ci/run runs npm ci there)"
+        );
+        eprintln!("SKIPPED: run `npm ci` in examples/clients/{dir}");
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_pg_otel_protobuf_and_json_exports_become_pools() {
+    let Some(node) = require_tool("node") else {
+        return;
+    };
+    if !node_modules("node-otel", "@opentelemetry/instrumentation-pg") {
+        return;
+    }
+    let pg = Pg::start();
+    let d = watching(&pg).await;
+    let mut children = [("web", "protobuf"), ("web-json", "json")].map(|(service, encoding)| {
+        otel_client(
+            &node,
+            "node-otel",
+            "app.js",
+            &d,
+            &pg,
+            service,
+            &[
+                ("OTLP_ENCODING", encoding),
+                ("EXPORT_MS", "300"),
+                ("WORKERS", "3"),
+            ],
+        )
+    });
+    let pool_of = |service: &str| {
+        format!(
+            r#"{{app="{service}",pool="127.0.0.1:{}_postgres",instance="pod-{service}"}}"#,
+            pg.port
+        )
+    };
+    let app_of = |service: &str| format!(r#"{{app="{service}",instance=""}}"#);
+    let m = d
+        .wait_metrics(
+            Duration::from_secs(30),
+            "both Node pools, joined with the server view",
+            |m| {
+                ["web", "web-json"].iter().all(|s| {
+                    value(m, &format!("poolwatch_pool_open_connections{}", pool_of(s))) == Some(3.0)
+                        && value(m, &format!("poolwatch_app_server_connections{}", app_of(s)))
+                            == Some(3.0)
+                })
+            },
+        )
+        .await;
+    // Three workers whose connections run queries and go back to the pool: no leak.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let m = d.metrics().await;
+        for service in ["web", "web-json"] {
+            assert_eq!(
+                value(
+                    &m,
+                    &format!("poolwatch_app_leak_suspected{}", app_of(service))
+                ),
+                Some(0.0),
+                "{}",
+                lines_of(&m, service)
+            );
+        }
+    }
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    for service in ["web", "web-json"] {
+        eprintln!("{}", lines_of(&m, service));
+        assert_series(
+            &m,
+            &pool_of(service),
+            &[("poolwatch_pool_max_open_connections", 10.0)],
+        );
+        assert_series(
+            &m,
+            &app_of(service),
+            &[
+                ("poolwatch_app_pool_open_connections", 3.0),
+                ("poolwatch_app_unaccounted_connections", 0.0),
+            ],
+        );
+    }
+    for format in ["otlp_protobuf", "otlp_json"] {
+        assert!(
+            value(
+                &m,
+                &format!(
+                    r#"poolwatch_ingest_requests_total{{format="{format}",outcome="accepted"}}"#
+                )
+            )
+            .unwrap()
+                >= 1.0,
+            "{format}"
+        );
+    }
+    // db.client.operation.duration is dropped unread.
+    assert!(value(&m, "poolwatch_ingest_otlp_ignored_metrics_total").unwrap() >= 1.0);
+    d.stop().await;
+}

@@ -10,8 +10,10 @@
 // Standard OpenTelemetry environment: OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES (e.g.
 // service.instance.id=$POD_NAME), OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
 // OTEL_EXPORTER_OTLP_COMPRESSION (gzip). Its own: DATABASE_URL; OTLP_ENCODING (protobuf,
-// the default, or json); EXPORT_MS (export interval, default 10000); HOLD (connections
-// checked out after a query and held, default 0); SECONDS (how long to run; 0: for ever).
+// the default, or json); EXPORT_MS (export interval, default 10000); WORKERS (queries
+// run at once, each connection returned after its query, default 1); HOLD (connections
+// checked out after a query and never returned: a leak, default 0); SECONDS (how long to
+// run; 0: for ever).
 const { metrics } = require("@opentelemetry/api");
 const { MeterProvider, PeriodicExportingMetricReader } = require("@opentelemetry/sdk-metrics");
 const { defaultResource, detectResources, envDetector } = require("@opentelemetry/resources");
@@ -62,10 +64,13 @@ async function main() {
   console.log(`holding ${held.length}`);
   const seconds = Number(process.env.SECONDS || 0);
   const started = Date.now();
-  while (seconds === 0 || Date.now() - started < seconds * 1000) {
-    await pool.query("SELECT pg_sleep(0.02)");
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const worker = async () => {
+    while (seconds === 0 || Date.now() - started < seconds * 1000) {
+      await pool.query("SELECT pg_sleep(0.1)");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  await Promise.all(Array.from({ length: Number(process.env.WORKERS || 1) }, worker));
   held.forEach((c) => c.release());
   await provider.shutdown();
   await pool.end();
