@@ -13,7 +13,7 @@
 #
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). The working
 # corpus lives in fuzz/corpus/<target> (seeded on every run from fuzz/seeds/ and
-# tests/fixtures/), crashes in fuzz/artifacts/<target>/, logs in fuzz/logs/. Exits 1 when
+# tests/fixtures/, the OTLP targets from tests/fixtures/otlp/), crashes in fuzz/artifacts/<target>/, logs in fuzz/logs/. Exits 1 when
 # any target crashed; reproduce one with
 #   cargo +nightly fuzz run <target> -s none -a fuzz/artifacts/<target>/crash-...
 set -euo pipefail
@@ -51,6 +51,10 @@ seed() {
                 { printf "$sel"; printf '/metrics/job/fuzz/instance/pod-1/pool/main\0'; cat "$f"; } \
                     >"$dir/fixture_$(basename "$f")"
             done ;;
+        otlp_protobuf)
+            for f in tests/fixtures/otlp/*.pb; do cp -n "$f" "$dir/fixture_$(basename "$f")"; done ;;
+        otlp_json)
+            for f in tests/fixtures/otlp/*.json; do cp -n "$f" "$dir/fixture_$(basename "$f")"; done ;;
         proc_net_tcp)
             # files directly in proc_net/ and one level down (ipv4_only/tcp)
             find tests/fixtures/proc_net -type f ! -name '*.md' | while read -r f; do

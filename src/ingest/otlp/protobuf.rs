@@ -3,9 +3,10 @@
 //!
 //! Read by field number from `opentelemetry/proto/{collector/metrics,metrics,resource,
 //! common}/v1/*.proto` (OTLP 1.x); fields not listed are skipped by wire type, so a newer
-//! sender's additions pass. A metric not in [`RULES`](super::RULES) is skipped without
-//! reading its data; of an attribute only the key is read unless poolwatch wants it, and
-//! then only a string value at the top level (arrays and maps are never descended).
+//! sender's additions pass. A metric not in [`RULES`](super::RULES) is skipped by its
+//! length without reading its data, so a malformed one goes unnoticed (it is dropped
+//! either way); of an attribute only the key is read unless poolwatch wants it, and then
+//! only a string value at the top level (arrays and maps are never descended).
 
 use crate::ingest::wire::{Reader, Writer, FIXED64, LEN, VARINT};
 use crate::ingest::IngestError;
