@@ -292,10 +292,11 @@ async fn node_pg_pool_pushes_json() {
     d.stop().await;
 }
 
-/// A daemon watching `pg` with short intervals and holds, so a leak shows in seconds.
+/// A daemon watching `pg` with short intervals and a low evidence threshold (10 stuck
+/// connection-seconds beyond a 1 s floor), so a leak shows in seconds.
 async fn watching(pg: &Pg) -> Daemon {
     Daemon::start(&format!(
-        "database:\n  url: {}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\nanalysis:\n  interval_seconds: 0.3\n  window_seconds: 6\n  idle_in_use_seconds: 1\n  disagreement_hold_seconds: 2\n",
+        "database:\n  url: {}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\nanalysis:\n  interval_seconds: 0.3\n  window_seconds: 60\n  idle_in_use_seconds: 1\n  stuck_connection_seconds: 10\n",
         pg.url()
     ))
     .await
@@ -378,6 +379,7 @@ async fn python_sqlalchemy_otel_pool_joins_the_server_view() {
             "the SQLAlchemy pool, joined with the server view",
             |m| {
                 value(m, &format!("poolwatch_pool_open_connections{pool}")) == Some(1.0)
+                    && value(m, &format!("poolwatch_app_pool_open_connections{app}")) == Some(1.0)
                     && value(m, &format!("poolwatch_app_server_connections{app}")) == Some(1.0)
             },
         )
@@ -448,6 +450,18 @@ async fn python_sqlalchemy_otel_leak_is_flagged() {
         "{}",
         lines_of(&m, "leaky-reports")
     );
+    // Called for the right reason: connections checked out per the pool and idle on the
+    // server since before its latest export.
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_app_leak_reason{app="leaky-reports",instance="",reason="idle_in_use"}"#
+        ),
+        Some(1.0),
+        "{}",
+        lines_of(&m, "leaky-reports")
+    );
+    assert!(value(&m, &format!("poolwatch_app_stuck_connections{app}")).unwrap() >= 2.0);
     // The stuck connections are the leaked ones: idle in ClientRead, named by the app.
     let r = common::http(d.addr, "GET", "/api/v1/connections?app=leaky-reports", None).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -518,7 +532,12 @@ async fn node_pg_otel_protobuf_and_json_exports_become_pools() {
             "both Node pools, joined with the server view",
             |m| {
                 ["web", "web-json"].iter().all(|s| {
+                    // The analysis has joined the pool (as pushed) and the server's view.
                     value(m, &format!("poolwatch_pool_open_connections{}", pool_of(s))) == Some(3.0)
+                        && value(
+                            m,
+                            &format!("poolwatch_app_pool_open_connections{}", app_of(s)),
+                        ) == Some(3.0)
                         && value(m, &format!("poolwatch_app_server_connections{}", app_of(s)))
                             == Some(3.0)
                 })
