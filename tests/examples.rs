@@ -352,6 +352,17 @@ fn python_otel() -> bool {
     )
 }
 
+/// `examples/clients/python-otel/app.py` as `service`, exporting to `d`.
+fn python_otel_app(
+    d: &Daemon,
+    pg: &Pg,
+    service: &str,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let python = std::path::Path::new("python3");
+    otel_client(python, "python-otel", "app.py", d, pg, service, env)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sqlalchemy_otel_pool_joins_the_server_view() {
     if !python_otel() {
@@ -359,10 +370,7 @@ async fn python_sqlalchemy_otel_pool_joins_the_server_view() {
     }
     let pg = Pg::start();
     let d = watching(&pg).await;
-    let mut child = otel_client(
-        std::path::Path::new("python3"),
-        "python-otel",
-        "app.py",
+    let mut child = python_otel_app(
         &d,
         &pg,
         "reports",
@@ -424,10 +432,7 @@ async fn python_sqlalchemy_otel_leak_is_flagged() {
     }
     let pg = Pg::start();
     let d = watching(&pg).await;
-    let mut child = otel_client(
-        std::path::Path::new("python3"),
-        "python-otel",
-        "app.py",
+    let mut child = python_otel_app(
         &d,
         &pg,
         "leaky-reports",

@@ -120,6 +120,14 @@ async fn gzip_bodies_are_read_and_bombs_refused() {
         ),
         Some(3.0)
     );
+    // identity is no encoding, in any case.
+    accepted(
+        &d,
+        JSON,
+        "Content-Encoding: Identity\r\n",
+        &fixture("npgsql_10.json"),
+    )
+    .await;
     // 1 MB of zeros inflated from a thousand bytes: refused at the body limit.
     let r = post(
         &d,
@@ -234,13 +242,13 @@ async fn a_bad_request_is_refused_whole_and_stores_nothing() {
             "{format} {outcome}"
         );
     }
-    // Nor another Content-Encoding than gzip.
+    // Nor another Content-Encoding than gzip or identity.
     let r = post(&d, PROTOBUF, "Content-Encoding: br\r\n", b"x").await;
-    assert!(
-        r.status == 400 || r.status == 415,
-        "{}: {}",
-        r.status,
-        r.body
+    assert_eq!(r.status, 415, "{}", r.body);
+    assert!(r.body.contains("Content-Encoding"), "{}", r.body);
+    assert_eq!(
+        requests(&d.metrics().await, "otlp_protobuf", "unsupported_encoding"),
+        Some(1.0)
     );
     // Only POST.
     let r = common::http(d.push_addr, "GET", "/v1/metrics", None).await;

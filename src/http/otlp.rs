@@ -12,8 +12,9 @@
 //! - 200 with `partial_success` (`rejected_data_points`, `error_message`) when some
 //!   were refused, with the first reasons;
 //! - 4xx with a `google.rpc.Status` for a request refused whole: 400 for a malformed
-//!   body, 413 too large, 415 an unknown `Content-Type` or `Content-Encoding`, 408 too
-//!   slow, 429 over the pool limits. A refused request changes nothing.
+//!   body, 413 too large, 415 an unknown `Content-Type` or a `Content-Encoding` other
+//!   than `gzip` and `identity`, 408 too slow, 429 over the pool limits. A refused
+//!   request changes nothing.
 //!
 //! Each pool's series are kept here between exports (delta counters accumulate across
 //! them; [`crate::ingest::otlp::series`]) and forgotten with the pool after
@@ -189,6 +190,28 @@ fn answer(status: StatusCode, encoding: Encoding, body: Vec<u8>) -> Response<Bod
     r
 }
 
+/// Whether the body is gzip-compressed: `Content-Encoding` may list `gzip` (or `x-gzip`)
+/// once and `identity`, in any case; anything else is refused before the body is read.
+/// The same rule as the other push endpoints' (issue 15).
+fn gzipped(headers: &hyper::HeaderMap) -> Result<bool, IngestError> {
+    let mut gzip = false;
+    for value in headers.get_all(CONTENT_ENCODING) {
+        let refuse =
+            || IngestError::UnsupportedEncoding(String::from_utf8_lossy(value.as_bytes()).into());
+        let text = value.to_str().map_err(|_| refuse())?;
+        for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let is_gzip =
+                coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip");
+            if is_gzip && !gzip {
+                gzip = true;
+            } else if !coding.eq_ignore_ascii_case("identity") {
+                return Err(refuse());
+            }
+        }
+    }
+    Ok(gzip)
+}
+
 /// Reads, decodes and stores one export; the points refused, or why the whole request
 /// was.
 async fn receive(
@@ -196,19 +219,9 @@ async fn receive(
     ctx: &Ctx,
     encoding: Encoding,
 ) -> Result<Rejected, IngestError> {
-    let gzip = req
-        .headers()
-        .get(CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    if req.headers().contains_key(CONTENT_ENCODING) && gzip != Some(true) {
-        return Err(IngestError::field_err(
-            "Content-Encoding",
-            "only gzip is supported",
-        ));
-    }
+    let gzip = gzipped(req.headers())?;
     let body = super::push::read_body(req, ctx).await?;
-    let body = if gzip == Some(true) {
+    let body = if gzip {
         super::pushgateway::gunzip(&body, ctx.http.max_body_bytes)?
     } else {
         body

@@ -86,6 +86,9 @@ pub enum IngestError {
         /// The configured limit.
         limit: usize,
     },
+    /// The body's `Content-Encoding` is neither `gzip` nor `identity`.
+    #[error("Content-Encoding {0:?} is not supported; send gzip or identity")]
+    UnsupportedEncoding(String),
     /// The body did not arrive within `http.request_timeout_seconds`.
     #[error("request body not received within {0:?} (http.request_timeout_seconds)")]
     Timeout(Duration),
@@ -129,6 +132,7 @@ impl IngestError {
             IngestError::Syntax(_) => "invalid_json",
             IngestError::Field { .. } => "invalid_field",
             IngestError::TooLarge { .. } => "too_large",
+            IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
             IngestError::Timeout(_) => "timeout",
             IngestError::Body(_) => "body_error",
             IngestError::UnsupportedMediaType(..) => "unsupported_media_type",
@@ -143,6 +147,7 @@ impl IngestError {
         match self {
             IngestError::Syntax(_) | IngestError::Field { .. } | IngestError::Body(_) => 400,
             IngestError::TooLarge { .. } => 413,
+            IngestError::UnsupportedEncoding(_) => 415,
             IngestError::Timeout(_) => 408,
             IngestError::UnsupportedMediaType(..) => 415,
             IngestError::PoolLimit { .. }
@@ -155,6 +160,7 @@ impl IngestError {
     pub fn field(&self) -> Option<&str> {
         match self {
             IngestError::Field { field, .. } => Some(field),
+            IngestError::UnsupportedEncoding(_) => Some("Content-Encoding"),
             IngestError::UnsupportedMediaType(..) => Some("Content-Type"),
             _ => None,
         }
