@@ -235,6 +235,8 @@ async fn receive(
     let receiver = &ctx.otlp;
     let now = Instant::now();
     let mut rejected = plan.rejected;
+    // Every critical section is whole map operations: a poisoned lock holds a
+    // consistent map.
     let mut table = receiver.table.lock().unwrap_or_else(|e| e.into_inner());
     if table.sweeps.due(now) {
         let expiry = receiver.expiry;
