@@ -1,9 +1,12 @@
 //! Query fingerprints of whatever a backend's last query was (any client of the
 //! database writes it). The first two bytes pick `max_chars`; the rest is the SQL.
+//! The same bytes also choose a query built from known tokens
+//! (`sampler::query::generated`), whose literals and comments hold the only
+//! `generated::SECRET` bytes: none of them may reach its fingerprint.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use poolwatch::sampler::query::fingerprint;
+use poolwatch::sampler::query::{fingerprint, generated};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {
@@ -19,4 +22,11 @@ fuzz_target!(|data: &[u8]| {
     if n == max_chars + 1 {
         assert!(fp.ends_with('…'));
     }
+
+    let built = generated::query(data);
+    let fp = fingerprint(&built, 4096);
+    assert!(
+        !fp.bytes().any(|c| generated::SECRET.contains(&c)),
+        "a literal's byte in the fingerprint: {built:?} -> {fp:?}"
+    );
 });
