@@ -496,6 +496,22 @@ async fn pushes_need_the_bearer_token_when_one_is_set() {
     d.stop().await;
 }
 
+/// Issue 15, D4: authentication schemes are case-insensitive (RFC 9110, 11.1).
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let d = Daemon::start("http:\n  push_token: an-example-token-0123\n").await;
+    for (i, scheme) in ["bearer", "BEARER", "bEaReR", "Bearer"].iter().enumerate() {
+        let body = format!("{{\"open\":{i}}}");
+        let req = format!(
+            "POST /api/v1/pools/a/p HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {scheme} an-example-token-0123\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let r = raw(d.push_addr, req.leak().as_bytes()).await;
+        assert_eq!(r.status, 200, "{scheme}: {}", r.body);
+    }
+    d.stop().await;
+}
+
 #[tokio::test]
 async fn application_limits_get_429_and_are_counted() {
     let d = Daemon::start("pools:\n  max_apps: 2\n  max_pools_per_app: 2\n").await;

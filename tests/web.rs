@@ -71,6 +71,18 @@ async fn try_https_with_peer(
     path: &str,
     auth: Option<&str>,
 ) -> Result<(Resp, rustls::ProtocolVersion, Vec<u8>), String> {
+    try_https_send(addr, t, "GET", path, auth, b"").await
+}
+
+/// One HTTPS request with a method and a body, as [`try_https_with_peer`].
+async fn try_https_send(
+    addr: SocketAddr,
+    t: &Tls<'_>,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &[u8],
+) -> Result<(Resp, rustls::ProtocolVersion, Vec<u8>), String> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(t.ca).unwrap() {
@@ -111,14 +123,19 @@ async fn try_https_with_peer(
             .peer_certificates()
             .expect("a server certificate")[0]
             .to_vec();
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
         if let Some(a) = auth {
             req.push_str(&format!("Authorization: {a}\r\n"));
         }
         req.push_str("\r\n");
+        let mut req = req.into_bytes();
+        req.extend_from_slice(body);
         // With TLS 1.3 the server judges the client's certificate after the client has
         // finished its side of the handshake: a refusal shows up here, as an alert.
-        tls.write_all(req.as_bytes())
+        tls.write_all(&req)
             .await
             .map_err(|e| format!("writing: {e}"))?;
         let mut buf = Vec::new();
@@ -208,6 +225,114 @@ async fn tls_and_basic_auth_on_the_listeners() {
     assert!(
         !buf.starts_with(b"HTTP/1.1 200"),
         "plain HTTP served on a TLS listener"
+    );
+    d.stop().await;
+    let _ = std::fs::remove_dir_all(certs);
+}
+
+/// Issue 15, D3: basic auth and a push token both arrive in the `Authorization` header,
+/// so each opens what it is for: a user's credentials every endpoint, the token the push
+/// endpoints (over TLS, as the two are meant to be used).
+#[tokio::test]
+async fn basic_auth_and_a_push_token_combine_over_tls() {
+    if require_tool("openssl").is_none() {
+        return;
+    }
+    let certs = common::temp_path("web-certs");
+    common::make_certs(&certs, "/CN=poolwatch web test CA");
+    let hash = bcrypt::hash("s3cret-pw", 4).unwrap();
+    let web = TempFile::new(&format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  prometheus: '{hash}'\n",
+        certs.join("server.crt").display(),
+        certs.join("server.key").display()
+    ));
+    let d = Daemon::start(&format!(
+        "web_config_file: {}\nhttp:\n  push_token: an-example-token-0123\n",
+        web.0.display()
+    ))
+    .await;
+    let ca = certs.join("ca.crt");
+    let user = basic("prometheus", "s3cret-pw");
+    let token = "Bearer an-example-token-0123";
+    let push = |path: &'static str, auth: Option<String>, body: &'static [u8]| {
+        let ca = ca.clone();
+        async move {
+            let method = if path.starts_with("/metrics/") {
+                "PUT"
+            } else {
+                "POST"
+            };
+            match try_https_send(
+                d.addr,
+                &Tls::trusting(&ca),
+                method,
+                path,
+                auth.as_deref(),
+                body,
+            )
+            .await
+            {
+                Ok((r, _, _)) => r,
+                Err(e) => panic!("{method} {path}: {e}"),
+            }
+        }
+    };
+    let json = br#"{"open":3}"#;
+    let text = b"go_sql_open_connections{db_name=\"main\"} 4\n";
+    // The token opens the push endpoints, JSON and Pushgateway alike...
+    assert_eq!(
+        push("/api/v1/pools/a/p", Some(token.into()), json)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        push("/metrics/job/b", Some(token.into()), text)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        push(
+            "/api/v1/pools/a/p",
+            Some("bearer an-example-token-0123".into()),
+            json
+        )
+        .await
+        .status,
+        200
+    );
+    // ...and so do a user's credentials.
+    assert_eq!(
+        push("/api/v1/pools/c/p", Some(user.clone()), json)
+            .await
+            .status,
+        200
+    );
+    // Neither, or wrong ones: 401 naming both schemes, counted.
+    for auth in [
+        None,
+        Some("Bearer wrong-token-00000000".to_string()),
+        Some(basic("prometheus", "wrong")),
+    ] {
+        let r = push("/api/v1/pools/a/p", auth.clone(), json).await;
+        assert_eq!(r.status, 401, "{auth:?}: {}", r.body);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Basic realm=\"poolwatch\", Bearer realm=\"poolwatch\"")
+        );
+    }
+    // The token opens nothing else.
+    let r = https(d.addr, &ca, "/metrics", Some(token)).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"poolwatch\"")
+    );
+    let m = https(d.addr, &ca, "/metrics", Some(&user)).await.body;
+    assert!(m.contains("poolwatch_pools_tracked 3"), "{m}");
+    assert!(
+        m.contains(r#"poolwatch_ingest_requests_total{format="json",outcome="unauthorized"} 3"#)
     );
     d.stop().await;
     let _ = std::fs::remove_dir_all(certs);

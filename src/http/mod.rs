@@ -311,33 +311,11 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let users = ctx.web.as_ref().and_then(|w| w.borrow().users.clone());
-    if let Some(users) = users {
-        let probe = matches!(segments.as_slice(), ["healthz"] | ["readyz"]);
-        if !probe {
-            match users.check(authorization(&req)).await {
-                web::Verdict::Allowed => {}
-                web::Verdict::Denied => {
-                    return challenge(
-                        "basic authentication required (web_config_file)",
-                        "Basic realm=\"poolwatch\"",
-                    )
-                }
-                web::Verdict::Busy => {
-                    let mut r = json_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "too many password checks in progress; retry shortly",
-                        None,
-                    );
-                    r.headers_mut()
-                        .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    return r;
-                }
-            }
-        }
+    if let Some(denied) = authenticate(&req, ctx, push_format(routes, &segments), &segments).await {
+        return denied;
     }
     match (routes.metrics, routes.push, segments.as_slice()) {
-        (true, _, ["metrics"]) => get_only(&method, || metrics(ctx)),
+        (true, _, ["metrics"]) => get_only(&method, || metrics(ctx, &req)),
         (true, _, ["api", "v1", "connections"]) => {
             let query = req.uri().query().map(str::to_string);
             get_only(&method, || connections::get(ctx, query.as_deref()))
@@ -359,16 +337,10 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
             if method != Method::POST {
                 return not_allowed("POST");
             }
-            if let Some(denied) = unauthorized(&req, ctx, "json") {
-                return denied;
-            }
             let (app, pool) = (crate::percent_decode(app), crate::percent_decode(pool));
             push::pool(req, ctx, &app, &pool).await
         }
         (_, true, ["metrics", job, ..]) if *job == "job" || *job == "job@base64" => {
-            if let Some(denied) = unauthorized(&req, ctx, "pushgateway") {
-                return denied;
-            }
             pushgateway::handle(req, ctx).await
         }
         (_, true, ["v1", "metrics"]) => {
@@ -381,9 +353,6 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
             if method != Method::POST {
                 return not_allowed("POST");
             }
-            if let Some(denied) = unauthorized(&req, ctx, "batch") {
-                return denied;
-            }
             push::batch(req, ctx).await
         }
         _ => json_error(
@@ -394,21 +363,95 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
     }
 }
 
-/// With `http.push_token` set, a push must carry `Authorization: Bearer <token>`; the
-/// answer otherwise is 401, counted with `format` and outcome `unauthorized`.
-fn unauthorized(req: &Request<Incoming>, ctx: &Ctx, format: &str) -> Option<Response<Body>> {
-    let token = ctx.http.push_token.as_ref()?;
-    let given = authorization(req)
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if given.is_some_and(|g| token.matches(g.as_bytes())) {
+/// The `format` label of a push endpoint at `segments` on a listener serving `routes`;
+/// `None` for every other endpoint.
+fn push_format(routes: Routes, segments: &[&str]) -> Option<&'static str> {
+    if !routes.push {
         return None;
     }
-    ctx.ingest.count(format, "unauthorized");
-    Some(challenge(
-        "a bearer token is required to push (http.push_token)",
-        "Bearer realm=\"poolwatch\"",
-    ))
+    match segments {
+        ["api", "v1", "pools", _, _] => Some("json"),
+        ["api", "v1", "pools"] => Some("batch"),
+        ["metrics", "job" | "job@base64", ..] => Some("pushgateway"),
+        _ => None,
+    }
+}
+
+/// Checks the request's credentials. Both kinds arrive in the one `Authorization`
+/// header, so each opens what it is for:
+///
+/// - with `basic_auth_users` (`web_config_file`), every endpoint but `/healthz` and
+///   `/readyz` needs a user's credentials, pushes included;
+/// - with `http.push_token`, a push may carry `Bearer <token>` instead: the token opens
+///   the push endpoints (and only them), with or without basic-auth users; without
+///   users, a push needs it.
+///
+/// A push turned away is counted with its `format` and outcome `unauthorized`; the 401
+/// names every scheme that would have opened the endpoint.
+async fn authenticate(
+    req: &Request<Incoming>,
+    ctx: &Ctx,
+    push: Option<&'static str>,
+    segments: &[&str],
+) -> Option<Response<Body>> {
+    let users = ctx.web.as_ref().and_then(|w| w.borrow().users.clone());
+    let token = push.and(ctx.http.push_token.as_ref());
+    if users.is_none() && token.is_none() {
+        return None;
+    }
+    if matches!(segments, ["healthz"] | ["readyz"]) {
+        return None;
+    }
+    let header = authorization(req);
+    if let Some(token) = token {
+        let given = header.and_then(|h| credentials(h, "bearer"));
+        if given.is_some_and(|g| token.matches(g.as_bytes())) {
+            return None;
+        }
+    }
+    if let Some(users) = &users {
+        match users.check(header).await {
+            web::Verdict::Allowed => return None,
+            web::Verdict::Denied => {}
+            web::Verdict::Busy => {
+                let mut r = json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many password checks in progress; retry shortly",
+                    None,
+                );
+                r.headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return Some(r);
+            }
+        }
+    }
+    let (error, schemes) = match (users.is_some(), token.is_some()) {
+        (true, true) => (
+            "basic authentication (web_config_file) or the push bearer token (http.push_token) required",
+            "Basic realm=\"poolwatch\", Bearer realm=\"poolwatch\"",
+        ),
+        (true, false) => (
+            "basic authentication required (web_config_file)",
+            "Basic realm=\"poolwatch\"",
+        ),
+        (false, _) => (
+            "a bearer token is required to push (http.push_token)",
+            "Bearer realm=\"poolwatch\"",
+        ),
+    };
+    if let Some(format) = push {
+        ctx.ingest.count(format, "unauthorized");
+    }
+    Some(challenge(error, schemes))
+}
+
+/// The credentials of an `Authorization` header value of `scheme`, which is compared
+/// without regard to case (RFC 9110, section 11.1); `None` for another scheme.
+pub(crate) fn credentials<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = header.trim_start().split_once(' ')?;
+    given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| rest.trim_matches(' '))
 }
 
 /// The request's `Authorization` header, when it is text.
@@ -436,7 +479,7 @@ fn get_only(method: &Method, f: impl FnOnce() -> Response<Body>) -> Response<Bod
     }
 }
 
-fn metrics(ctx: &Ctx) -> Response<Body> {
+fn metrics(ctx: &Ctx, _req: &Request<Incoming>) -> Response<Body> {
     let body = crate::metrics::encode(&ctx.registry, &ctx.views);
     let mut r = Response::new(Full::new(Bytes::from(body)));
     r.headers_mut().insert(

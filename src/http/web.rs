@@ -39,7 +39,9 @@
 //! `poolwatch_web_config_last_reload_successful`.
 //!
 //! With users set, every endpoint but `/healthz` and `/readyz` needs them (probes stay
-//! simple); pushes may in addition need `http.push_token`.
+//! simple); with `http.push_token` set as well, a push may carry the token instead
+//! (`Authorization: Bearer …`): both kinds of credentials arrive in the one header, so
+//! each opens what it is for ([`super::authenticate`]).
 //!
 //! bcrypt is slow on purpose, so a credential check never runs it on the async runtime:
 //! credentials that verified before are answered from a cache, and every other check
@@ -312,11 +314,7 @@ impl Users {
 /// the scheme in any case, standard base64 (padding optional), UTF-8, and the user ending
 /// at the first `:` (the password may hold more). `None` for anything else.
 pub fn parse_basic(header: &str) -> Option<(String, String)> {
-    let (scheme, encoded) = header.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let encoded = encoded.trim();
+    let encoded = super::credentials(header, "basic")?.trim();
     // The URL-safe letters are not standard base64; the decoder below would take them.
     if encoded.contains(['-', '_']) {
         return None;
