@@ -174,11 +174,10 @@ fn basic(user: &str, password: &str) -> String {
     format!("Basic {out}")
 }
 
-#[tokio::test]
-async fn tls_and_basic_auth_on_the_listeners() {
-    if require_tool("openssl").is_none() {
-        return;
-    }
+/// A daemon with TLS (a certificate from a CA made for the test, in the returned
+/// directory) and the basic-auth user `prometheus` / `s3cret-pw`, plus `extra`
+/// configuration; the web configuration file lives as long as the returned `TempFile`.
+async fn tls_and_basic_daemon(extra: &str) -> (Daemon, PathBuf, TempFile) {
     let certs = common::temp_path("web-certs");
     common::make_certs(&certs, "/CN=poolwatch web test CA");
     let hash = bcrypt::hash("s3cret-pw", 4).unwrap();
@@ -187,7 +186,16 @@ async fn tls_and_basic_auth_on_the_listeners() {
         certs.join("server.crt").display(),
         certs.join("server.key").display()
     ));
-    let d = Daemon::start(&format!("web_config_file: {}\n", web.0.display())).await;
+    let d = Daemon::start(&format!("web_config_file: {}\n{extra}", web.0.display())).await;
+    (d, certs, web)
+}
+
+#[tokio::test]
+async fn tls_and_basic_auth_on_the_listeners() {
+    if require_tool("openssl").is_none() {
+        return;
+    }
+    let (d, certs, _web) = tls_and_basic_daemon("").await;
     let ca = certs.join("ca.crt");
     let good = basic("prometheus", "s3cret-pw");
 
@@ -238,19 +246,8 @@ async fn basic_auth_and_a_push_token_combine_over_tls() {
     if require_tool("openssl").is_none() {
         return;
     }
-    let certs = common::temp_path("web-certs");
-    common::make_certs(&certs, "/CN=poolwatch web test CA");
-    let hash = bcrypt::hash("s3cret-pw", 4).unwrap();
-    let web = TempFile::new(&format!(
-        "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  prometheus: '{hash}'\n",
-        certs.join("server.crt").display(),
-        certs.join("server.key").display()
-    ));
-    let d = Daemon::start(&format!(
-        "web_config_file: {}\nhttp:\n  push_token: an-example-token-0123\n",
-        web.0.display()
-    ))
-    .await;
+    let (d, certs, _web) =
+        tls_and_basic_daemon("http:\n  push_token: an-example-token-0123\n").await;
     let ca = certs.join("ca.crt");
     let user = basic("prometheus", "s3cret-pw");
     let token = "Bearer an-example-token-0123";
