@@ -8,8 +8,12 @@
 //! - A batch, `POST /api/v1/pools`: `{"app": ..., "instance": ..., "pools": [{"pool": ...,
 //!   canonical fields}]}`; accepted whole or not at all.
 //!
-//! Unknown fields are rejected (a typo would otherwise read as a missing value).
+//! Unknown fields are rejected (a typo would otherwise read as a missing value), and so
+//! is a key given twice in one object (which one would count is anyone's guess).
 
+use std::cell::RefCell;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::{
@@ -202,13 +206,119 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, IngestError> {
             "the body is empty; expected a JSON object".into(),
         ));
     }
-    match serde_json::from_slice::<Value>(body) {
+    let duplicate = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = Strict {
+        path: "",
+        duplicate: &duplicate,
+    }
+    .deserialize(&mut de)
+    .and_then(|v| de.end().map(|()| v));
+    match parsed {
         Ok(Value::Object(m)) => Ok(m),
         Ok(other) => Err(IngestError::Syntax(format!(
             "expected a JSON object, got {}",
             type_name(&other)
         ))),
-        Err(e) => Err(IngestError::Syntax(e.to_string())),
+        Err(e) => Err(match duplicate.into_inner() {
+            Some(field) => IngestError::field_err(
+                field,
+                "given more than once; each key may appear once in an object",
+            ),
+            None => IngestError::Syntax(e.to_string()),
+        }),
+    }
+}
+
+/// Reads any JSON value as `serde_json::Value` does, but refuses an object that holds a
+/// key twice (`{"open":1,"open":2}`), which `Value` would silently resolve to the last.
+/// The refused key's path (`open`, `pools[2].idle`) is left in `duplicate`.
+struct Strict<'a> {
+    /// Where the value being read sits, as errors name fields.
+    path: &'a str,
+    duplicate: &'a RefCell<Option<String>>,
+}
+
+impl Strict<'_> {
+    fn at<'b>(&'b self, path: &'b str) -> Strict<'b> {
+        Strict {
+            path,
+            duplicate: self.duplicate,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        loop {
+            let path = format!("{}[{}]", self.path, out.len());
+            match seq.next_element_seed(self.at(&path))? {
+                Some(v) => out.push(v),
+                None => return Ok(Value::Array(out)),
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if out.contains_key(&key) {
+                let problem = format!("duplicate key {key:?}");
+                *self.duplicate.borrow_mut() = Some(path);
+                return Err(serde::de::Error::custom(problem));
+            }
+            let value = map.next_value_seed(self.at(&path))?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
     }
 }
 
@@ -576,6 +686,60 @@ mod tests {
         }
         let err = parse_pool(b"{\"open\":1}", "bad app", "p", None, "").unwrap_err();
         assert_eq!(err.field(), Some("app"));
+    }
+
+    /// Issue 15, D5: a key given twice is refused, naming it, in every shape of body
+    /// (serde_json's `Value` would keep the last one silently).
+    #[test]
+    fn duplicate_keys_are_refused_naming_the_key() {
+        for (body, field) in [
+            (r#"{"open":1,"open":2}"#, "open"),
+            (r#"{"open":1,"in_use":0,"idle":1,"in_use":1}"#, "in_use"),
+            (
+                r#"{"OpenConnections":1,"InUse":0,"Idle":1,"Idle":0}"#,
+                "Idle",
+            ),
+        ] {
+            let err = pool(body, None).expect_err(body);
+            assert_eq!(
+                (err.status(), err.field()),
+                (400, Some(field)),
+                "{body}: {err}"
+            );
+            assert!(err.to_string().contains("more than once"), "{err}");
+        }
+        for (body, field) in [
+            (
+                r#"{"app":"a","app":"b","pools":[{"pool":"p","open":1}]}"#,
+                "app",
+            ),
+            (
+                r#"{"app":"a","pools":[{"pool":"p","open":1},{"pool":"q","open":1,"open":2}]}"#,
+                "pools[1].open",
+            ),
+            (
+                r#"{"app":"a","pools":[{"pool":"p","pool":"q","open":1}]}"#,
+                "pools[0].pool",
+            ),
+        ] {
+            let err = parse_batch(body.as_bytes(), "d").expect_err(body);
+            assert_eq!(
+                (err.status(), err.field()),
+                (400, Some(field)),
+                "{body}: {err}"
+            );
+        }
+        // The same keys in different objects are fine; so is trailing whitespace, but not
+        // trailing data.
+        assert!(parse_batch(
+            br#"{"app":"a","pools":[{"pool":"p","open":1},{"pool":"q","open":1}]} "#,
+            "d"
+        )
+        .is_ok());
+        assert_eq!(
+            pool(r#"{"open":1} {"#, None).unwrap_err().kind(),
+            "invalid_json"
+        );
     }
 
     #[test]
