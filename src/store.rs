@@ -1,6 +1,11 @@
 //! The latest snapshot of every pool, keyed by (app, pool, instance), with expiry and a
 //! cap on how many pools are tracked.
 //!
+//! A pool may be supplied by more than one [`Source`] (a JSON push and a Pushgateway
+//! group, or two groups whose samples name the same pool): each source's latest snapshot
+//! is kept, the newest one is what readers see, and a source that stops supplying the
+//! pool (a group deleted, or pushed again without it) takes away its own snapshot only.
+//!
 //! Owns the pool view's state and its bookkeeping counters. It does not parse (that is
 //! [`crate::ingest`]) or render (that is [`crate::metrics`]). Time is passed in by the
 //! caller, so expiry is tested without waiting.
@@ -79,6 +84,67 @@ pub struct Entry {
     pub received_unix: f64,
 }
 
+/// Who supplied a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The JSON endpoints (any client: they replace each other's snapshots).
+    Json,
+    /// OpenTelemetry exports (`POST /v1/metrics`).
+    Otlp,
+    /// One Pushgateway group, by an id its table gives it.
+    Group(u64),
+}
+
+/// One source's snapshot of a pool.
+#[derive(Clone, Debug)]
+struct Supplied {
+    source: Source,
+    entry: Entry,
+}
+
+/// Every source's snapshot of one pool: the newest first, in `latest`, and the others
+/// (usually none) in no particular order.
+#[derive(Clone, Debug)]
+struct Slot {
+    latest: Supplied,
+    others: Vec<Supplied>,
+}
+
+impl Slot {
+    /// Sets `source`'s snapshot, which is the newest.
+    fn supply(&mut self, new: Supplied) {
+        self.others.retain(|o| o.source != new.source);
+        let old = std::mem::replace(&mut self.latest, new);
+        if old.source != self.latest.source {
+            self.others.push(old);
+        }
+    }
+
+    /// Whether only `source` supplies the pool.
+    fn only(&self, source: Source) -> bool {
+        self.latest.source == source && self.others.is_empty()
+    }
+
+    /// Drops `source`'s snapshot; `false` when no snapshot is left.
+    fn withdraw(&mut self, source: Source) -> bool {
+        if self.latest.source != source {
+            self.others.retain(|o| o.source != source);
+            return true;
+        }
+        let Some(newest) = self
+            .others
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, o)| o.entry.received)
+            .map(|(i, _)| i)
+        else {
+            return false;
+        };
+        self.latest = self.others.swap_remove(newest);
+        true
+    }
+}
+
 /// Pool snapshots shared by the push handlers (writers) and the scrape (reader).
 pub struct Store {
     /// The pools; held only for map operations, never across an await.
@@ -102,7 +168,7 @@ pub struct Store {
 /// same at 10 pools and at 10,000 (no pass over all pools to check the limits).
 #[derive(Default)]
 struct Pools {
-    map: HashMap<PoolKey, Entry>,
+    map: HashMap<PoolKey, Slot>,
     /// Tracked pools per application; no zero entries.
     per_app: HashMap<String, usize>,
     /// When a push next sweeps expired pools (a sweep is a pass over all of them).
@@ -110,15 +176,25 @@ struct Pools {
 }
 
 impl Pools {
-    fn insert(&mut self, key: PoolKey, entry: Entry) {
-        if !self.map.contains_key(&key) {
-            *self.per_app.entry(key.app.clone()).or_default() += 1;
+    fn insert(&mut self, key: PoolKey, new: Supplied) {
+        match self.map.get_mut(&key) {
+            Some(slot) => slot.supply(new),
+            None => {
+                *self.per_app.entry(key.app.clone()).or_default() += 1;
+                let slot = Slot {
+                    latest: new,
+                    others: Vec::new(),
+                };
+                self.map.insert(key, slot);
+            }
         }
-        self.map.insert(key, entry);
     }
 
-    fn remove(&mut self, key: &PoolKey) {
-        if self.map.remove(key).is_some() {
+    /// Drops `source`'s snapshot of the pool, and the pool when no other source has one.
+    fn withdraw(&mut self, key: &PoolKey, source: Source) {
+        let emptied = self.map.get_mut(key).is_some_and(|s| !s.withdraw(source));
+        if emptied {
+            self.map.remove(key);
             self.forget_one(&key.app);
         }
     }
@@ -132,15 +208,18 @@ impl Pools {
         }
     }
 
-    /// Drops the pools older than `expiry`; returns how many.
+    /// Drops the pools older than `expiry`; returns how many. A pool's newest snapshot
+    /// is the last to expire, and an older source's expires on its own.
     fn expire(&mut self, now: Instant, expiry: Duration) -> usize {
         let mut gone = Vec::new();
-        self.map.retain(|k, e| {
-            let live = now.saturating_duration_since(e.received) < expiry;
-            if !live {
+        let live = |e: &Entry| now.saturating_duration_since(e.received) < expiry;
+        self.map.retain(|k, slot| {
+            if !live(&slot.latest.entry) {
                 gone.push(k.app.clone());
+                return false;
             }
-            live
+            slot.others.retain(|o| live(&o.entry));
+            true
         });
         for app in &gone {
             self.forget_one(app);
@@ -200,22 +279,25 @@ impl Store {
         self.pools.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores all pushes or none: if the new pools would exceed the cap, nothing changes.
+    /// Stores a JSON push, all pools or none: if the new pools would exceed the cap,
+    /// nothing changes.
     pub fn apply(
         &self,
         pushes: Vec<PoolPush>,
         now: Instant,
         now_unix: f64,
     ) -> Result<usize, IngestError> {
-        self.replace(pushes, &[], now, now_unix)
+        self.replace(Source::Json, pushes, &[], now, now_unix)
     }
 
-    /// Stores `pushes` and drops `gone` in one step: all or nothing, as [`Store::apply`].
-    /// A Pushgateway group that no longer holds a pool removes it this way. Costs what the
-    /// push holds, not what the store holds (but for a sweep of expired pools at most
-    /// once a second).
+    /// Stores `source`'s `pushes` and withdraws its snapshots of the pools in `gone`, in
+    /// one step: all or nothing, as [`Store::apply`]. A Pushgateway group that no longer
+    /// holds a pool, or is deleted, gives it up this way; the pool stays while another
+    /// source supplies it. Costs what the push holds, not what the store holds (but for a
+    /// sweep of expired pools at most once a second).
     pub fn replace(
         &self,
+        source: Source,
         pushes: Vec<PoolPush>,
         gone: &[PoolKey],
         now: Instant,
@@ -225,7 +307,7 @@ impl Store {
         if pools.sweeps.due(now) {
             self.expire(&mut pools, now);
         }
-        let refused = self.limits(&pools, &pushes, gone);
+        let refused = self.limits(&pools, source, &pushes, gone);
         if let Some(e) = refused {
             self.dropped_total
                 .with_label_values(&[e.kind()])
@@ -233,25 +315,29 @@ impl Store {
             return Err(e);
         }
         for k in gone {
-            pools.remove(k);
+            pools.withdraw(k, source);
         }
         let n = pushes.len();
         for p in pushes {
-            pools.insert(
-                p.key,
-                Entry {
-                    snapshot: p.snapshot,
-                    received: now,
-                    received_unix: now_unix,
-                },
-            );
+            let entry = Entry {
+                snapshot: p.snapshot,
+                received: now,
+                received_unix: now_unix,
+            };
+            pools.insert(p.key, Supplied { source, entry });
         }
         Ok(n)
     }
 
     /// What the store would hold after the push, checked against the limits; only the
     /// applications the push touches are counted (updates of tracked pools add nothing).
-    fn limits(&self, pools: &Pools, pushes: &[PoolPush], gone: &[PoolKey]) -> Option<IngestError> {
+    fn limits(
+        &self,
+        pools: &Pools,
+        source: Source,
+        pushes: &[PoolPush],
+        gone: &[PoolKey],
+    ) -> Option<IngestError> {
         let is_pushed = |k: &PoolKey| pushes.iter().any(|p| &p.key == k);
         // Net change per application: new pools in, pools of `gone` that go out.
         let mut delta: HashMap<&str, isize> = HashMap::new();
@@ -265,7 +351,7 @@ impl Store {
             return None;
         }
         for k in gone {
-            if pools.map.contains_key(k) && !is_pushed(k) {
+            if pools.map.get(k).is_some_and(|s| s.only(source)) && !is_pushed(k) {
                 *delta.entry(k.app.as_str()).or_default() -= 1;
             }
         }
@@ -321,7 +407,7 @@ impl Store {
         let mut out: Vec<(PoolKey, Entry)> = pools
             .map
             .iter()
-            .map(|(k, e)| (k.clone(), e.clone()))
+            .map(|(k, s)| (k.clone(), s.latest.entry.clone()))
             .collect();
         drop(pools);
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -437,7 +523,12 @@ mod tests {
             let gone: Vec<PoolKey> = (0..next(2))
                 .map(|_| push(&format!("a{}", next(4)), &format!("p{}", next(5)), 1).key)
                 .collect();
-            let _ = s.replace(pushes, &gone, now, step as f64);
+            let source = if next(3) == 0 {
+                Source::Json
+            } else {
+                Source::Group(next(3))
+            };
+            let _ = s.replace(source, pushes, &gone, now, step as f64);
             if next(50) == 0 {
                 s.sweep(now);
             }
@@ -461,10 +552,82 @@ mod tests {
         s.apply(vec![push("a", "p1", 1), push("a", "p2", 1)], t, 1.0)
             .unwrap();
         // Full; a push that drops p1 and adds p3 fits.
-        s.replace(vec![push("a", "p3", 1)], &[push("a", "p1", 1).key], t, 1.0)
-            .unwrap();
+        s.replace(
+            Source::Json,
+            vec![push("a", "p3", 1)],
+            &[push("a", "p1", 1).key],
+            t,
+            1.0,
+        )
+        .unwrap();
         let pools: Vec<String> = s.snapshot(t).into_iter().map(|(k, _)| k.pool).collect();
         assert_eq!(pools, ["p2", "p3"]);
+    }
+
+    /// Issue 15, D6: a source gives up its own snapshot of a pool, not the pool, while
+    /// another source still supplies it; the newest snapshot is the one shown.
+    #[test]
+    fn a_source_withdraws_only_what_it_supplied() {
+        let (s, _) = store(10);
+        let t = Instant::now();
+        let at = |secs: u64| t + Duration::from_secs(secs);
+        let (a, b) = (Source::Group(1), Source::Group(2));
+        let open = |s: &Store, now| -> Vec<(String, u64)> {
+            s.snapshot(now)
+                .into_iter()
+                .map(|(k, e)| (k.pool, e.snapshot.open))
+                .collect()
+        };
+        s.apply(vec![push("x", "p", 1)], at(0), 0.0).unwrap();
+        s.replace(
+            a,
+            vec![push("x", "p", 2), push("x", "q", 3)],
+            &[],
+            at(1),
+            1.0,
+        )
+        .unwrap();
+        s.replace(b, vec![push("x", "p", 4)], &[], at(2), 2.0)
+            .unwrap();
+        assert_eq!(open(&s, at(2)), [("p".into(), 4), ("q".into(), 3)]);
+        // Group b goes: p falls back to the newest other source (group a), q stays.
+        s.replace(b, vec![], &[push("x", "p", 0).key], at(3), 3.0)
+            .unwrap();
+        assert_eq!(open(&s, at(3)), [("p".into(), 2), ("q".into(), 3)]);
+        // Group a goes: p is still the JSON push's; q was a's alone.
+        let gone = [push("x", "p", 0).key, push("x", "q", 0).key];
+        s.replace(a, vec![], &gone, at(4), 4.0).unwrap();
+        assert_eq!(open(&s, at(4)), [("p".into(), 1)]);
+        // A source that never supplied a pool cannot take it away.
+        s.replace(b, vec![], &[push("x", "p", 0).key], at(5), 5.0)
+            .unwrap();
+        assert_eq!(open(&s, at(5)), [("p".into(), 1)]);
+        // Each source's snapshot expires on its own: the JSON one is 60 s old at 60.
+        s.replace(a, vec![push("x", "p", 7)], &[], at(30), 30.0)
+            .unwrap();
+        assert_eq!(open(&s, at(61)), [("p".into(), 7)]);
+        s.replace(a, vec![], &[push("x", "p", 0).key], at(62), 62.0)
+            .unwrap();
+        assert!(s.is_empty(), "the expired JSON snapshot does not come back");
+    }
+
+    #[test]
+    fn a_full_store_counts_a_withdrawn_pool_as_room_only_when_no_one_else_supplies_it() {
+        let (s, _) = store(2);
+        let t = Instant::now();
+        let (a, b) = (Source::Group(1), Source::Group(2));
+        s.replace(a, vec![push("x", "p", 1)], &[], t, 0.0).unwrap();
+        s.replace(b, vec![push("x", "p", 1), push("x", "q", 1)], &[], t, 0.0)
+            .unwrap();
+        // a gives up p, which b still supplies: no room for r.
+        let err = s
+            .replace(a, vec![push("x", "r", 1)], &[push("x", "p", 1).key], t, 0.0)
+            .unwrap_err();
+        assert_eq!(err.kind(), "pool_limit");
+        // b giving up q makes room.
+        s.replace(b, vec![push("x", "r", 1)], &[push("x", "q", 1).key], t, 0.0)
+            .unwrap();
+        assert_eq!(s.len(), 2);
     }
 
     #[test]

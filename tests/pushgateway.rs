@@ -345,3 +345,143 @@ async fn groups_expire_unlike_the_pushgateway() {
     );
     d.stop().await;
 }
+
+/// Issue 15, D6: a `DELETE` removes what that group supplied, nothing else: a pool that
+/// a JSON push or another group also supplies stays, with the other source's numbers.
+#[tokio::test]
+async fn a_delete_leaves_pools_that_another_source_supplies() {
+    let d = Daemon::start("").await;
+    let in_use = |m: &str, pool: &str| {
+        value(
+            m,
+            &format!(
+                r#"poolwatch_pool_in_use_connections{{app="billing",pool="{pool}",instance="pod-1"}}"#
+            ),
+        )
+    };
+    let json = br#"{"open":5,"in_use":4,"idle":1}"#;
+    let r = send(
+        &d,
+        "POST",
+        "/api/v1/pools/billing/orders?instance=pod-1",
+        None,
+        "",
+        json,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Group a supplies orders (in use 3, newer than the JSON push) and a pool of its own.
+    let a = b"go_sql_in_use_connections{db_name=\"orders\"} 3\ngo_sql_idle_connections{db_name=\"orders\"} 1\n\
+              go_sql_in_use_connections{db_name=\"audit\"} 1\ngo_sql_idle_connections{db_name=\"audit\"} 0\n";
+    let r = send(
+        &d,
+        "PUT",
+        "/metrics/job/billing/instance/pod-1",
+        None,
+        "",
+        a,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Group b, with another grouping key, supplies orders too (newest: in use 2).
+    let b = b"go_sql_in_use_connections{db_name=\"orders\",instance=\"pod-1\"} 2\ngo_sql_idle_connections{db_name=\"orders\",instance=\"pod-1\"} 1\n";
+    let r = send(&d, "PUT", "/metrics/job/billing/shard/b", None, "", b).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = d.metrics().await;
+    assert_eq!(
+        (in_use(&m, "orders"), in_use(&m, "audit")),
+        (Some(2.0), Some(1.0))
+    );
+
+    let r = send(&d, "DELETE", "/metrics/job/billing/shard/b", None, "", b"").await;
+    assert_eq!(
+        (r.status, r.json()["deleted"].as_u64()),
+        (202, Some(1)),
+        "{}",
+        r.body
+    );
+    let m = d.metrics().await;
+    assert_eq!(in_use(&m, "orders"), Some(3.0), "group a's numbers again");
+
+    let r = send(
+        &d,
+        "DELETE",
+        "/metrics/job/billing/instance/pod-1",
+        None,
+        "",
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let m = d.metrics().await;
+    assert_eq!(in_use(&m, "orders"), Some(4.0), "the JSON push's numbers");
+    assert_eq!(in_use(&m, "audit"), None, "group a's own pool went with it");
+    assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(1.0));
+    d.stop().await;
+}
+
+/// Issue 15, minor items: `Content-Encoding` is gzip or identity on every push
+/// endpoint (anything else 415, before the body is parsed as something it is not), and a
+/// `DELETE` of a grouping key no `PUT` could use gets the `PUT`'s answer, not a 202.
+#[tokio::test]
+async fn content_encodings_and_invalid_delete_keys() {
+    let d = Daemon::start("").await;
+    let json = br#"{"open":5,"in_use":4,"idle":1}"#;
+    let text = b"go_sql_in_use_connections{db_name=\"orders\"} 3\ngo_sql_idle_connections{db_name=\"orders\"} 1\n";
+    let pg = "/metrics/job/billing/instance/pod-1";
+    for (method, path, body) in [
+        ("POST", "/api/v1/pools/billing/orders", &json[..]),
+        (
+            "POST",
+            "/api/v1/pools",
+            br#"{"app":"billing","pools":[{"pool":"orders","open":1}]}"#,
+        ),
+        ("PUT", pg, &text[..]),
+    ] {
+        for encoding in ["br", "deflate", "gzip, br", "gzip, gzip", "compress"] {
+            let r = send(
+                &d,
+                method,
+                path,
+                None,
+                &format!("Content-Encoding: {encoding}\r\n"),
+                body,
+            )
+            .await;
+            assert_eq!(r.status, 415, "{path} {encoding}: {}", r.body);
+            assert_eq!(r.json()["field"], "Content-Encoding");
+        }
+        for encoding in ["identity", "IDENTITY", "identity, identity"] {
+            let r = send(
+                &d,
+                method,
+                path,
+                None,
+                &format!("Content-Encoding: {encoding}\r\n"),
+                body,
+            )
+            .await;
+            assert_eq!(r.status, 200, "{path} {encoding}: {}", r.body);
+        }
+        for encoding in ["gzip", "x-gzip", "identity, GZIP"] {
+            let header = format!("Content-Encoding: {encoding}\r\n");
+            let r = send(&d, method, path, None, &header, &gzip(body)).await;
+            assert_eq!(r.status, 200, "{path} {encoding}: {}", r.body);
+        }
+    }
+    let m = d.metrics().await;
+    assert_eq!(
+        value(
+            &m,
+            r#"poolwatch_ingest_requests_total{format="json",outcome="unsupported_encoding"}"#
+        ),
+        Some(5.0)
+    );
+    // A job that is no valid application name: 400 for PUT and DELETE alike.
+    for method in ["PUT", "DELETE"] {
+        let r = send(&d, method, "/metrics/job/bad%20job", None, "", text).await;
+        assert_eq!(r.status, 400, "{method}: {}", r.body);
+        assert_eq!(r.json()["field"], "job", "{method}");
+    }
+    d.stop().await;
+}

@@ -343,12 +343,7 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
         (_, true, ["metrics", job, ..]) if *job == "job" || *job == "job@base64" => {
             pushgateway::handle(req, ctx).await
         }
-        (_, true, ["v1", "metrics"]) => {
-            if let Some(denied) = unauthorized(&req, ctx, "otlp") {
-                return denied;
-            }
-            otlp::handle(req, ctx).await
-        }
+        (_, true, ["v1", "metrics"]) => otlp::handle(req, ctx).await,
         (_, true, ["api", "v1", "pools"]) => {
             if method != Method::POST {
                 return not_allowed("POST");
@@ -373,6 +368,7 @@ fn push_format(routes: Routes, segments: &[&str]) -> Option<&'static str> {
         ["api", "v1", "pools", _, _] => Some("json"),
         ["api", "v1", "pools"] => Some("batch"),
         ["metrics", "job" | "job@base64", ..] => Some("pushgateway"),
+        ["v1", "metrics"] => Some("otlp"),
         _ => None,
     }
 }

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus::{IntCounter, Registry};
 
@@ -33,7 +33,7 @@ use super::{Body, Ctx};
 use crate::ingest::otlp::series::PoolSeries;
 use crate::ingest::otlp::{self, Limits, Rejected};
 use crate::ingest::{IngestError, PoolKey, PoolPush};
-use crate::store::SweepClock;
+use crate::store::{Source, SweepClock};
 
 /// The OTLP receiver's state: each pool's series, and its counters.
 pub struct Receiver {
@@ -190,28 +190,6 @@ fn answer(status: StatusCode, encoding: Encoding, body: Vec<u8>) -> Response<Bod
     r
 }
 
-/// Whether the body is gzip-compressed: `Content-Encoding` may list `gzip` (or `x-gzip`)
-/// once and `identity`, in any case; anything else is refused before the body is read.
-/// The same rule as the other push endpoints' (issue 15).
-fn gzipped(headers: &hyper::HeaderMap) -> Result<bool, IngestError> {
-    let mut gzip = false;
-    for value in headers.get_all(CONTENT_ENCODING) {
-        let refuse =
-            || IngestError::UnsupportedEncoding(String::from_utf8_lossy(value.as_bytes()).into());
-        let text = value.to_str().map_err(|_| refuse())?;
-        for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-            let is_gzip =
-                coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip");
-            if is_gzip && !gzip {
-                gzip = true;
-            } else if !coding.eq_ignore_ascii_case("identity") {
-                return Err(refuse());
-            }
-        }
-    }
-    Ok(gzip)
-}
-
 /// Reads, decodes and stores one export; the points refused, or why the whole request
 /// was.
 async fn receive(
@@ -219,13 +197,8 @@ async fn receive(
     ctx: &Ctx,
     encoding: Encoding,
 ) -> Result<Rejected, IngestError> {
-    let gzip = gzipped(req.headers())?;
+    // Content-Encoding as on every push endpoint: gzip (inflated there) or identity.
     let body = super::push::read_body(req, ctx).await?;
-    let body = if gzip {
-        super::pushgateway::gunzip(&body, ctx.http.max_body_bytes)?
-    } else {
-        body
-    };
     let limits = Limits::default();
     let export = match encoding {
         Encoding::Protobuf => otlp::protobuf::decode(&body, &limits)?,
@@ -281,7 +254,8 @@ async fn receive(
             ),
         }
     }
-    ctx.store.apply(pushes, now, crate::unix_now())?;
+    ctx.store
+        .replace(Source::Otlp, pushes, &[], now, crate::unix_now())?;
     for (key, series) in kept {
         table.pools.insert(
             key,

@@ -2,11 +2,12 @@
 //! nothing, and count the outcome. A rejected push gets a 4xx JSON error naming the
 //! problem (and the field, when there is one) and leaves the store as it was.
 
+use std::io::Read;
 use std::time::Instant;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::CONTENT_LENGTH;
+use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use hyper::{Request, Response, StatusCode};
 use prometheus::{IntCounterVec, Opts, Registry};
 
@@ -96,9 +97,12 @@ fn reject(ctx: &Ctx, format: &str, e: IngestError) -> Response<Body> {
     json_error(status, &e.to_string(), e.field())
 }
 
-/// Reads the whole body, refusing it early when `Content-Length` is over the limit and
-/// cutting off a body that grows past it or arrives too slowly.
+/// Reads the whole body, refusing it early when `Content-Length` is over the limit or
+/// its `Content-Encoding` is neither `gzip` nor `identity`, cutting off a body that
+/// grows past the limit or arrives too slowly, and inflating a gzip body (to the same
+/// limit).
 pub(crate) async fn read_body(req: Request<Incoming>, ctx: &Ctx) -> Result<Bytes, IngestError> {
+    let gzip = gzipped(req.headers())?;
     let limit = ctx.http.max_body_bytes;
     let declared = req
         .headers()
@@ -118,6 +122,43 @@ pub(crate) async fn read_body(req: Request<Incoming>, ctx: &Ctx) -> Result<Bytes
             Err(IngestError::TooLarge { limit })
         }
         Ok(Err(e)) => Err(IngestError::Body(e.to_string())),
+        Ok(Ok(c)) if gzip => gunzip(&c.to_bytes(), limit),
         Ok(Ok(c)) => Ok(c.to_bytes()),
     }
+}
+
+/// Whether the body is gzip-compressed: `Content-Encoding` may list `gzip` (or its alias
+/// `x-gzip`, RFC 9110) once and `identity`, in any case; anything else is refused before
+/// the body is read.
+fn gzipped(headers: &hyper::HeaderMap) -> Result<bool, IngestError> {
+    let mut gzip = false;
+    for value in headers.get_all(CONTENT_ENCODING) {
+        let refuse = || {
+            IngestError::UnsupportedEncoding(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        };
+        let text = value.to_str().map_err(|_| refuse())?;
+        for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let is_gzip =
+                coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip");
+            if is_gzip && !gzip {
+                gzip = true;
+            } else if !coding.eq_ignore_ascii_case("identity") {
+                return Err(refuse());
+            }
+        }
+    }
+    Ok(gzip)
+}
+
+/// Decompresses a gzip body, refusing to inflate past `limit` bytes.
+fn gunzip(body: &[u8], limit: usize) -> Result<Bytes, IngestError> {
+    let mut out = Vec::new();
+    let mut decoder = flate2::read::GzDecoder::new(body).take(limit as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| IngestError::field_err("Content-Encoding", format!("not valid gzip: {e}")))?;
+    if out.len() > limit {
+        return Err(IngestError::TooLarge { limit });
+    }
+    Ok(Bytes::from(out))
 }

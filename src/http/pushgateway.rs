@@ -4,7 +4,9 @@
 //!
 //! As the Pushgateway: `PUT` replaces the group, `POST` replaces the pushed families
 //! and keeps the rest, `DELETE` removes the group; text format 0.0.4 or delimited
-//! protobuf, optionally gzip-compressed; samples with timestamps are refused. Unlike it,
+//! protobuf, optionally gzip-compressed; samples with timestamps are refused. A pool
+//! that a JSON push or another group also supplies stays when this group lets go of it
+//! (`DELETE`, or a push without it): the store keeps each source's snapshot. Unlike it,
 //! a group not refreshed within `pools.expiry_seconds` expires, and what is kept is not
 //! the metrics but the pools they describe ([`crate::ingest::pushgateway::map_group`]):
 //! families that map to no pool are counted and dropped.
@@ -13,25 +15,26 @@
 //! and its pools are computed first and stored only if everything succeeded.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus::{IntCounter, Registry};
 
 use super::{json, json_error, Body, Ctx};
 use crate::ingest::pushgateway::group::{self, Group};
-use crate::ingest::pushgateway::mapping::map_group;
+use crate::ingest::pushgateway::mapping::{check_key, map_group};
 use crate::ingest::pushgateway::path::{parse_push_path, GroupingKey};
 use crate::ingest::pushgateway::{self as pg, BodyFormat};
 use crate::ingest::{IngestError, PoolKey};
-use crate::store::SweepClock;
+use crate::store::{Source, SweepClock};
 
 /// One stored group: its families (for `POST` merges) and the pools they mapped to.
 struct Stored {
+    /// Whose snapshots its pools are in the store.
+    id: u64,
     /// The group's families.
     group: Group,
     /// Pools the group produced, removed from the store with it.
@@ -77,6 +80,8 @@ impl Groups {
 #[derive(Default)]
 struct Table {
     by_key: HashMap<GroupingKey, Stored>,
+    /// The id the next new group gets.
+    next_id: u64,
     /// Expired groups are swept at most once a second; until then one is still held (and
     /// counts against `max_groups`) but is never merged with.
     sweeps: SweepClock,
@@ -122,15 +127,16 @@ async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outco
     let now = Instant::now();
     let unix = crate::unix_now();
     if method == group::Method::Delete {
-        let removed = {
-            let mut groups = lock(&ctx.groups.groups);
-            groups.by_key.remove(&key)
+        // A key a PUT would refuse is refused here too, not answered "deleted nothing".
+        check_key(&key).map_err(|e| (UNKNOWN, e))?;
+        let Some(removed) = lock(&ctx.groups.groups).by_key.remove(&key) else {
+            return Ok((UNKNOWN, 0));
         };
-        let pools = removed.map(|s| s.pools).unwrap_or_default();
+        let source = Source::Group(removed.id);
         ctx.store
-            .replace(Vec::new(), &pools, now, unix)
+            .replace(source, Vec::new(), &removed.pools, now, unix)
             .map_err(|e| (UNKNOWN, e))?;
-        return Ok((UNKNOWN, pools.len()));
+        return Ok((UNKNOWN, removed.pools.len()));
     }
     let content_type = req
         .headers()
@@ -142,35 +148,26 @@ async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outco
         BodyFormat::Text => "text",
         BodyFormat::ProtobufDelimited => "protobuf",
     };
-    let gzip = req
-        .headers()
-        .get(CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    if req.headers().contains_key(CONTENT_ENCODING) && gzip != Some(true) {
-        return Err((
-            label,
-            IngestError::field_err("Content-Encoding", "only gzip is supported"),
-        ));
-    }
     let body = super::push::read_body(req, ctx)
         .await
         .map_err(|e| (label, e))?;
-    let body = if gzip == Some(true) {
-        gunzip(&body, ctx.http.max_body_bytes).map_err(|e| (label, e))?
-    } else {
-        body
-    };
     let families = pg::parse_body(format, &body, &pg::Limits::default()).map_err(|e| (label, e))?;
 
-    let mut groups = lock(&ctx.groups.groups);
+    let mut table = lock(&ctx.groups.groups);
     let expiry = ctx.groups.expiry;
-    if groups.sweeps.due(now) {
-        groups
+    if table.sweeps.due(now) {
+        table
             .by_key
             .retain(|_, s| now.saturating_duration_since(s.received) < expiry);
     }
-    let groups = &mut groups.by_key;
+    let id = match table.by_key.get(&key) {
+        Some(s) => s.id,
+        None => {
+            table.next_id += 1;
+            table.next_id
+        }
+    };
+    let groups = &mut table.by_key;
     let held = groups.get(&key);
     let current = held.filter(|s| now.saturating_duration_since(s.received) < expiry);
     if held.is_none() && groups.len() >= ctx.groups.max_groups {
@@ -200,7 +197,7 @@ async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outco
         .unwrap_or_default();
     let n = ctx
         .store
-        .replace(mapped.pools, &gone, now, unix)
+        .replace(Source::Group(id), mapped.pools, &gone, now, unix)
         .map_err(|e| (label, e))?;
     ctx.groups
         .ignored
@@ -215,6 +212,7 @@ async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outco
     groups.insert(
         key,
         Stored {
+            id,
             group,
             pools: new_keys,
             received: now,
@@ -226,17 +224,4 @@ async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outco
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every critical section is a whole map operation; a poisoned lock holds a consistent map.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Decompresses a gzip body, refusing to inflate past `limit` bytes.
-pub(crate) fn gunzip(body: &Bytes, limit: usize) -> Result<Bytes, IngestError> {
-    let mut out = Vec::new();
-    let mut decoder = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|e| IngestError::field_err("Content-Encoding", format!("not valid gzip: {e}")))?;
-    if out.len() > limit {
-        return Err(IngestError::TooLarge { limit });
-    }
-    Ok(Bytes::from(out))
 }

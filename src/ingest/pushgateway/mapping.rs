@@ -370,6 +370,13 @@ pub fn map_group<'a>(
     Ok(mapped)
 }
 
+/// Checks what a grouping key fixes for its pools (app, instance, application_name,
+/// lifetimes), as a push to it would: a `DELETE` of a key no push could use is refused
+/// the same way.
+pub fn check_key(key: &GroupingKey) -> Result<(), IngestError> {
+    KeyContext::new(key, "").map(drop)
+}
+
 /// Whether a sample passes a rule's state condition (always, for rules without one).
 fn state_matches(rule: &Rule, sample: &Sample, key: &GroupingKey) -> bool {
     let Some(want) = rule.state else {
