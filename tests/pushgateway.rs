@@ -438,35 +438,27 @@ async fn content_encodings_and_invalid_delete_keys() {
         ),
         ("PUT", pg, &text[..]),
     ] {
-        for encoding in ["br", "deflate", "gzip, br", "gzip, gzip", "compress"] {
-            let r = send(
-                &d,
-                method,
-                path,
-                None,
-                &format!("Content-Encoding: {encoding}\r\n"),
-                body,
-            )
-            .await;
-            assert_eq!(r.status, 415, "{path} {encoding}: {}", r.body);
-            assert_eq!(r.json()["field"], "Content-Encoding");
-        }
-        for encoding in ["identity", "IDENTITY", "identity, identity"] {
-            let r = send(
-                &d,
-                method,
-                path,
-                None,
-                &format!("Content-Encoding: {encoding}\r\n"),
-                body,
-            )
-            .await;
-            assert_eq!(r.status, 200, "{path} {encoding}: {}", r.body);
-        }
-        for encoding in ["gzip", "x-gzip", "identity, GZIP"] {
+        let zipped = gzip(body);
+        let cases = [
+            ("br", body, 415),
+            ("deflate", body, 415),
+            ("gzip, br", &zipped[..], 415),
+            ("gzip, gzip", &zipped[..], 415),
+            ("compress", body, 415),
+            ("identity", body, 200),
+            ("IDENTITY", body, 200),
+            ("identity, identity", body, 200),
+            ("gzip", &zipped[..], 200),
+            ("x-gzip", &zipped[..], 200),
+            ("identity, GZIP", &zipped[..], 200),
+        ];
+        for (encoding, body, status) in cases {
             let header = format!("Content-Encoding: {encoding}\r\n");
-            let r = send(&d, method, path, None, &header, &gzip(body)).await;
-            assert_eq!(r.status, 200, "{path} {encoding}: {}", r.body);
+            let r = send(&d, method, path, None, &header, body).await;
+            assert_eq!(r.status, status, "{path} {encoding}: {}", r.body);
+            if status == 415 {
+                assert_eq!(r.json()["field"], "Content-Encoding");
+            }
         }
     }
     let m = d.metrics().await;
