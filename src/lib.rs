@@ -66,36 +66,18 @@ impl Mode {
     }
 }
 
-/// Decodes `%XX` escapes and `+` (as a space) in a URL query value; invalid escapes are
-/// kept as they are.
+/// Decodes a URL query value (`application/x-www-form-urlencoded`): `+` is a space,
+/// `%XX` escapes are bytes; invalid escapes are kept as they are.
 pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if let Some(byte) = unhex(b.get(i + 1..i + 3)) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    decode_path_segment(&s.replace('+', " "))
 }
 
-/// The byte two hex digits (`%XX`'s `XX`) spell; `None` unless there are exactly two
-/// and both are hex digits (no sign, no space).
-pub(crate) fn unhex(pair: Option<&[u8]>) -> Option<u8> {
-    match pair? {
-        [h, l] => {
-            let digit = |c: &u8| (*c as char).to_digit(16);
-            Some((digit(h)? * 16 + digit(l)?) as u8)
-        }
-        _ => None,
-    }
+/// Decodes a URL path segment: `%XX` escapes only (a `+` is itself there: path segments
+/// are not form values); invalid escapes are kept as they are.
+pub fn decode_path_segment(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The wall clock as Unix seconds (0 if the clock is before 1970), for timestamps that
@@ -110,14 +92,11 @@ pub fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn percent_decoding_takes_two_hex_digits_only() {
-        assert_eq!(super::unhex(Some(b"2F")), Some(b'/'));
-        assert_eq!(super::unhex(Some(b"e9")), Some(0xe9));
-        for bad in [&b"+4"[..], b" 4", b"4", b"zz", b"123"] {
-            assert_eq!(super::unhex(Some(bad)), None, "{bad:?}");
-        }
-        assert_eq!(super::percent_decode("a%2Fb+c%41"), "a/b cA");
-        // Invalid escapes stay as they are (and `+` is still a space).
-        assert_eq!(super::percent_decode("%+4%4%zz"), "% 4%4%zz");
+    fn query_values_and_path_segments() {
+        assert_eq!(super::percent_decode("a%2Fb+c%41%2B"), "a/b cA+");
+        assert_eq!(super::decode_path_segment("a%2Fb+c%41%2B"), "a/b+cA+");
+        // Two hex digits only; invalid escapes stay as they are.
+        assert_eq!(super::percent_decode("%+4%4%zz%e9"), "% 4%4%zz\u{fffd}");
+        assert_eq!(super::decode_path_segment("%+4%4%zz%"), "%+4%4%zz%");
     }
 }

@@ -676,3 +676,23 @@ async fn a_client_that_stops_reading_is_cut_off() {
     assert!(got.len() < size, "read {} of {size} bytes", got.len());
     d.stop().await;
 }
+
+/// Issue 17: a path segment is not a form value, so `+` is itself there (the name is
+/// refused for the `+`, not for a space it never held), and `%2B` is a `+` too.
+#[tokio::test]
+async fn a_plus_in_a_path_segment_is_a_plus() {
+    let d = Daemon::start("").await;
+    for path in ["/api/v1/pools/a+b/p", "/api/v1/pools/a%2Bb/p"] {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 10\r\n\r\n{{\"open\":1}}"
+        );
+        let r = raw(d.push_addr, req.as_bytes()).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(
+            r.body.contains(r#"character '+' not allowed"#),
+            "{path}: {}",
+            r.body
+        );
+    }
+    d.stop().await;
+}

@@ -337,7 +337,10 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
             if method != Method::POST {
                 return not_allowed("POST");
             }
-            let (app, pool) = (crate::percent_decode(app), crate::percent_decode(pool));
+            let (app, pool) = (
+                crate::decode_path_segment(app),
+                crate::decode_path_segment(pool),
+            );
             push::pool(req, ctx, &app, &pool).await
         }
         (_, true, ["metrics", job, ..]) if *job == "job" || *job == "job@base64" => {

@@ -57,6 +57,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -310,19 +313,20 @@ impl Users {
     }
 }
 
+/// Standard base64, with or without padding, taking bits past the last whole byte.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
 /// Splits an `Authorization: Basic …` header value (RFC 7617) into user and password:
 /// the scheme in any case, standard base64 (padding optional), UTF-8, and the user ending
 /// at the first `:` (the password may hold more). `None` for anything else.
 pub fn parse_basic(header: &str) -> Option<(String, String)> {
     let encoded = super::credentials(header, "basic")?.trim();
-    // The URL-safe letters are not standard base64; the decoder below would take them.
-    if encoded.contains(['-', '_']) {
-        return None;
-    }
-    // Standard base64, decoded by the URL-safe decoder after swapping the two letters
-    // that differ.
-    let url_safe = encoded.replace('+', "-").replace('/', "_");
-    let decoded = crate::ingest::pushgateway::path::decode_base64url(&url_safe).ok()?;
+    let decoded = BASE64.decode(encoded).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
@@ -762,26 +766,9 @@ fn client_verifier(
 mod tests {
     use super::*;
 
-    /// Standard base64 with padding, written out so the tests do not share the decoder.
+    /// Standard base64 with padding.
     fn b64(bytes: &[u8]) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
+        base64::engine::general_purpose::STANDARD.encode(bytes)
     }
 
     fn pair(user: &str, password: &str) -> Option<(String, String)> {

@@ -10,6 +10,10 @@
 
 use std::collections::BTreeMap;
 
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::{DecodeError, Engine};
+
 use crate::ingest::IngestError;
 
 use super::is_label_name;
@@ -133,63 +137,48 @@ fn decode_value(field: &str, raw: &str, base64: bool) -> Result<String, IngestEr
     }
 }
 
-/// Decodes `%XX` escapes; the result must be UTF-8.
+/// Decodes `%XX` escapes; each must be two hex digits, and the result UTF-8.
 fn percent_decode(s: &str) -> Result<String, String> {
-    if !s.contains('%') {
-        return Ok(s.to_string());
+    let b = s.as_bytes();
+    if let Some((i, _)) = s.match_indices('%').find(|(i, _)| {
+        !b.get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    }) {
+        return Err(format!("invalid percent-encoding at byte {i}"));
     }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = crate::unhex(bytes.get(i + 1..i + 3))
-                .ok_or_else(|| format!("invalid percent-encoding at byte {i}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "percent-decoded value is not valid UTF-8".to_string())
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|_| "percent-decoded value is not valid UTF-8".to_string())
 }
 
-/// Decodes base64url (RFC 4648 §5). Trailing `=` are ignored, so padded, unpadded and a
-/// lone `=` (the empty string) all work, as in the Pushgateway. `+` and `/` (the standard
-/// alphabet) are refused: they are not URL-safe.
+/// Base64url without padding (the `=` are trimmed first), taking bits past the last
+/// whole byte as Go's decoder does.
+const BASE64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Decodes base64url (RFC 4648 §5) as the Pushgateway does: trailing `=` are trimmed
+/// first, so padded, unpadded and a lone `=` (the empty string) all work. `+` and `/`
+/// (the standard alphabet) are refused: they are not URL-safe.
 pub fn decode_base64url(s: &str) -> Result<Vec<u8>, String> {
     let s = s.trim_end_matches('=');
-    if s.len() % 4 == 1 {
-        return Err("length is not a valid base64 length".to_string());
+    if let Some(i) = s.find(['+', '/']) {
+        return Err(format!(
+            "{:?} at position {i} is standard base64; use the URL-safe alphabet (- and _)",
+            &s[i..=i]
+        ));
     }
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for (i, c) in s.bytes().enumerate() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            b'+' | b'/' => {
-                return Err(format!(
-                    "{:?} at position {i} is standard base64; use the URL-safe alphabet (- and _)",
-                    c as char
-                ))
-            }
-            _ => return Err(format!("illegal character {:?} at position {i}", c as char)),
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
+    BASE64URL.decode(s).map_err(|e| match e {
+        DecodeError::InvalidByte(i, c) => {
+            format!("illegal character {:?} at position {i}", c as char)
         }
-    }
-    Ok(out)
+        DecodeError::InvalidLength(_) => "length is not a valid base64 length".to_string(),
+        other => other.to_string(),
+    })
 }
 
 #[cfg(test)]
