@@ -198,6 +198,7 @@ pub async fn run(
         views: core.views,
         store: core.store,
         ingest: core.ingest,
+        intake: http::push::Intake::new(cfg.http.max_body_bytes, cfg.http.request_timeout),
         groups: core.groups,
         otlp: core.otlp,
         reports: core.reports,

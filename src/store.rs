@@ -414,6 +414,26 @@ impl Store {
         out
     }
 
+    /// `pools.max_pools_per_app`: a batch holds one application's pools, so no more.
+    pub fn max_pools_per_app(&self) -> usize {
+        self.max_pools_per_app
+    }
+
+    /// Calls `f` with the live pools sorted by key, under the store's lock, after dropping
+    /// expired ones: a scrape renders them from here rather than from a copy of them all
+    /// (5.7 MB at 10,000 pools); pushes wait while it runs.
+    pub fn with_sorted<R>(&self, now: Instant, f: impl FnOnce(&[(&PoolKey, &Entry)]) -> R) -> R {
+        let mut pools = self.lock();
+        self.expire(&mut pools, now);
+        let mut refs: Vec<(&PoolKey, &Entry)> = pools
+            .map
+            .iter()
+            .map(|(k, s)| (k, &s.latest.entry))
+            .collect();
+        refs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        f(&refs)
+    }
+
     /// Pools expired since start.
     pub fn expired_total(&self) -> u64 {
         self.expired_total.load(Ordering::Relaxed)

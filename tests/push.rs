@@ -696,3 +696,64 @@ async fn a_plus_in_a_path_segment_is_a_plus() {
     }
     d.stop().await;
 }
+
+/// `/metrics` is gzip-compressed when the scraper asks for it (Prometheus does), with
+/// the same families as the plain text; `gzip;q=0` or no header gets plain text.
+#[tokio::test]
+async fn metrics_are_gzipped_when_the_scraper_asks() {
+    use std::io::Read;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = Daemon::start("").await;
+    let scrape = |accept: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(d.addr).await.unwrap();
+        let req = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{accept}\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        let at = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
+        (head, buf[at + 4..].to_vec())
+    };
+    // Families of the analysis appear with its first tick, between two scrapes maybe.
+    let families = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("# TYPE ") && !l.contains("poolwatch_analysis_"))
+            .map(str::to_string)
+            .collect()
+    };
+    let (head, plain) = scrape("").await;
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+    let plain = String::from_utf8(plain).unwrap();
+    for accept in [
+        "Accept-Encoding: gzip\r\n",
+        "Accept-Encoding: deflate, GZIP;q=0.5\r\n",
+        "Accept-Encoding: *\r\n",
+    ] {
+        let (head, body) = scrape(accept).await;
+        assert!(head.contains("content-encoding: gzip"), "{accept}: {head}");
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(families(&text), families(&plain), "{accept}");
+        assert!(
+            body.len() < plain.len(),
+            "{} bytes gzipped, {} plain",
+            body.len(),
+            plain.len()
+        );
+    }
+    for accept in [
+        "Accept-Encoding: gzip;q=0\r\n",
+        "Accept-Encoding: br\r\n",
+        "Accept-Encoding: *;q=0\r\n",
+    ] {
+        let (head, body) = scrape(accept).await;
+        assert!(!head.contains("content-encoding"), "{accept}: {head}");
+        assert!(String::from_utf8(body)
+            .unwrap()
+            .contains("# TYPE poolwatch_build_info gauge"));
+    }
+    d.stop().await;
+}

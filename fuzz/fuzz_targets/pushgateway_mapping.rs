@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let group = Group::new(families);
     let _ = group.check_consistent();
-    if let Ok(mapped) = map_group(&key, group.families(), "fuzz-default") {
+    if let Ok(mapped) = map_group(&key, group.families(), "fuzz-default", 1000) {
         assert!(
             mapped.pools.windows(2).all(|w| w[0].key < w[1].key),
             "pools not sorted and unique by key"

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     for path in [raw.to_string(), format!("/metrics/job/{raw}")] {
         if let Ok(key) = parse_push_path(&path) {
             assert!(!key.job().is_empty(), "empty job accepted from {path:?}");
-            for name in key.labels().keys() {
+            for (name, _) in key.labels().iter() {
                 assert!(!name.is_empty());
                 assert!(name == "job" || !name.starts_with("__"), "label {name:?}");
             }

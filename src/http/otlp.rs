@@ -181,7 +181,7 @@ fn grpc_code(status: StatusCode) -> i32 {
 }
 
 fn answer(status: StatusCode, encoding: Encoding, body: Vec<u8>) -> Response<Body> {
-    let mut r = Response::new(Body::from(body));
+    let mut r = Response::new(Body::new(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
@@ -199,11 +199,15 @@ async fn receive(
 ) -> Result<Rejected, IngestError> {
     // Content-Encoding as on every push endpoint: gzip (inflated there) or identity.
     let body = super::push::read_body(req, ctx).await?;
-    let limits = Limits::default();
-    let export = match encoding {
-        Encoding::Protobuf => otlp::protobuf::decode(&body, &limits)?,
-        Encoding::Json => otlp::json::decode(&body, &limits)?,
-    };
+    let export = body
+        .parse(move |b| {
+            let limits = Limits::default();
+            match encoding {
+                Encoding::Protobuf => otlp::protobuf::decode(b, &limits),
+                Encoding::Json => otlp::json::decode(b, &limits),
+            }
+        })
+        .await?;
     let plan = otlp::plan(export, &ctx.default_instance);
     let receiver = &ctx.otlp;
     let now = Instant::now();

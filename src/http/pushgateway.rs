@@ -23,7 +23,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus::{IntCounter, Registry};
 
-use super::{json, json_error, Body, Ctx};
+use super::{json, Body, Ctx};
 use crate::ingest::pushgateway::group::{self, Group};
 use crate::ingest::pushgateway::mapping::{check_key, map_group};
 use crate::ingest::pushgateway::path::{parse_push_path, GroupingKey};
@@ -113,9 +113,7 @@ pub async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
         }
         Err(e) => {
             ctx.ingest.count(label, e.kind());
-            tracing::debug!(format = label, outcome = e.kind(), error = %e, "push rejected");
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            json_error(status, &e.to_string(), e.field())
+            super::push::refusal(label, &e)
         }
     }
 }
@@ -151,7 +149,10 @@ async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outco
     let body = super::push::read_body(req, ctx)
         .await
         .map_err(|e| (label, e))?;
-    let families = pg::parse_body(format, &body, &pg::Limits::default()).map_err(|e| (label, e))?;
+    let families = body
+        .parse(move |b| pg::parse_body(format, b, &pg::Limits::default()))
+        .await
+        .map_err(|e| (label, e))?;
 
     let mut table = lock(&ctx.groups.groups);
     let expiry = ctx.groups.expiry;
@@ -183,8 +184,13 @@ async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outco
     let group = group::apply(current.map(|s| &s.group), method, families)
         .map_err(|e| (label, e))?
         .unwrap_or_default();
-    let mapped =
-        map_group(&key, group.families(), &ctx.default_instance).map_err(|e| (label, e))?;
+    let mapped = map_group(
+        &key,
+        group.families(),
+        &ctx.default_instance,
+        ctx.groups.max_groups,
+    )
+    .map_err(|e| (label, e))?;
     let new_keys: Vec<PoolKey> = mapped.pools.iter().map(|p| p.key.clone()).collect();
     let gone: Vec<PoolKey> = current
         .map(|s| {

@@ -12,8 +12,9 @@
 //! is a key given twice in one object (which one would count is anyone's guess).
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::{
@@ -87,7 +88,7 @@ pub fn parse_pool(
     check_name("app", app, MAX_NAME_LEN, false)?;
     check_name("pool", pool, MAX_NAME_LEN, false)?;
     let q = Query::parse(query)?;
-    let obj = object(body)?;
+    let obj = object(body, None)?;
     let (format, mut snapshot) = if obj.keys().any(|k| DBSTATS_FIELDS.contains(&k.as_str())) {
         (Format::DbStats, dbstats(&obj)?)
     } else {
@@ -107,9 +108,15 @@ pub fn parse_pool(
     Ok((format, PoolPush { key, snapshot }))
 }
 
-/// Parses a batch push; every pool is validated before any is returned.
-pub fn parse_batch(body: &[u8], default_instance: &str) -> Result<Vec<PoolPush>, IngestError> {
-    let obj = object(body)?;
+/// Parses a batch push; every pool is validated before any is returned. A batch of more
+/// than `max_pools` pools (`pools.max_pools_per_app`: one application's) could never be
+/// stored, and is refused as soon as its array grows past that.
+pub fn parse_batch(
+    body: &[u8],
+    default_instance: &str,
+    max_pools: usize,
+) -> Result<Vec<PoolPush>, IngestError> {
+    let obj = object(body, Some(max_pools))?;
     for k in obj.keys() {
         if !matches!(k.as_str(), "app" | "instance" | "pools") {
             return Err(IngestError::field_err(
@@ -157,6 +164,7 @@ pub fn parse_batch(body: &[u8], default_instance: &str) -> Result<Vec<PoolPush>,
         None => return Err(IngestError::field_err("pools", "required")),
     };
     let mut out: Vec<PoolPush> = Vec::with_capacity(pools.len());
+    let mut names = HashSet::new();
     for (i, p) in pools.iter().enumerate() {
         let prefix = format!("pools[{i}].");
         let Value::Object(m) = p else {
@@ -176,7 +184,7 @@ pub fn parse_batch(body: &[u8], default_instance: &str) -> Result<Vec<PoolPush>,
             None => return Err(IngestError::field_err(format!("{prefix}pool"), "required")),
         };
         check_name(&format!("{prefix}pool"), &pool, MAX_NAME_LEN, false)?;
-        if out.iter().any(|o| o.key.pool == pool) {
+        if !names.insert(pool.clone()) {
             return Err(IngestError::field_err(
                 format!("{prefix}pool"),
                 format!("pool {pool:?} appears twice in the batch"),
@@ -200,17 +208,27 @@ pub fn parse_batch(body: &[u8], default_instance: &str) -> Result<Vec<PoolPush>,
     Ok(out)
 }
 
-fn object(body: &[u8]) -> Result<Map<String, Value>, IngestError> {
+/// Most fields an object may have: no valid push has more than 14, and each one held
+/// costs far more than the bytes that sent it.
+const MAX_FIELDS: usize = 32;
+
+/// Parses the body as one JSON object, holding only what a push can use: the top-level
+/// object's fields, and for a batch (`batch` is its pool limit) the `pools` array of at
+/// most that many objects. Anything nested deeper is skipped as it is read, leaving an
+/// empty array or object in its place (an error for the field later, as it would be), so
+/// a body's memory is bounded by the shape of a push rather than by what it holds.
+fn object(body: &[u8], batch: Option<usize>) -> Result<Map<String, Value>, IngestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(IngestError::Syntax(
             "the body is empty; expected a JSON object".into(),
         ));
     }
-    let duplicate = RefCell::new(None);
+    let problem = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed = Strict {
         path: "",
-        duplicate: &duplicate,
+        shape: Shape::Root { batch },
+        problem: &problem,
     }
     .deserialize(&mut de)
     .and_then(|v| de.end().map(|()| v));
@@ -220,31 +238,48 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, IngestError> {
             "expected a JSON object, got {}",
             type_name(&other)
         ))),
-        Err(e) => Err(match duplicate.into_inner() {
-            Some(field) => IngestError::field_err(
-                field,
-                "given more than once; each key may appear once in an object",
-            ),
-            None => IngestError::Syntax(e.to_string()),
-        }),
+        Err(e) => Err(problem
+            .into_inner()
+            .unwrap_or_else(|| IngestError::Syntax(e.to_string()))),
     }
 }
 
-/// Reads any JSON value as `serde_json::Value` does, but refuses an object that holds a
-/// key twice (`{"open":1,"open":2}`), which `Value` would silently resolve to the last.
-/// The refused key's path (`open`, `pools[2].idle`) is left in `duplicate`.
+/// Where in a push a value sits, which decides what of it is kept.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// The body: an object of fields; `batch` is the pool limit of a batch's `pools`.
+    Root { batch: Option<usize> },
+    /// A batch's `pools`: an array of at most this many pool objects.
+    Pools(usize),
+    /// One pool of a batch: an object of fields.
+    Pool,
+    /// A field's value: a number, string, boolean or null.
+    Leaf,
+}
+
+/// Reads a JSON value as `serde_json::Value` does, but refuses an object that holds a
+/// key twice (`{"open":1,"open":2}`), which `Value` would silently resolve to the last,
+/// and keeps only what [`Shape`] says a push can use. Why it refused is left in `problem`.
 struct Strict<'a> {
     /// Where the value being read sits, as errors name fields.
     path: &'a str,
-    duplicate: &'a RefCell<Option<String>>,
+    shape: Shape,
+    problem: &'a RefCell<Option<IngestError>>,
 }
 
 impl Strict<'_> {
-    fn at<'b>(&'b self, path: &'b str) -> Strict<'b> {
+    fn at<'b>(&'b self, path: &'b str, shape: Shape) -> Strict<'b> {
         Strict {
             path,
-            duplicate: self.duplicate,
+            shape,
+            problem: self.problem,
         }
+    }
+
+    fn refuse<E: serde::de::Error>(&self, e: IngestError) -> E {
+        let message = e.to_string();
+        *self.problem.borrow_mut() = Some(e);
+        E::custom(message)
     }
 }
 
@@ -292,10 +327,17 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let Shape::Pools(limit) = self.shape else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(Value::Array(Vec::new()));
+        };
         let mut out = Vec::new();
         loop {
             let path = format!("{}[{}]", self.path, out.len());
-            match seq.next_element_seed(self.at(&path))? {
+            match seq.next_element_seed(self.at(&path, Shape::Pool))? {
+                Some(_) if out.len() == limit => {
+                    return Err(self.refuse(IngestError::BatchTooLarge { limit }))
+                }
                 Some(v) => out.push(v),
                 None => return Ok(Value::Array(out)),
             }
@@ -303,6 +345,14 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let batch = match self.shape {
+            Shape::Root { batch } => batch,
+            Shape::Pool => None,
+            Shape::Pools(_) | Shape::Leaf => {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                return Ok(Value::Object(Map::new()));
+            }
+        };
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             let path = if self.path.is_empty() {
@@ -311,11 +361,27 @@ impl<'de> Visitor<'de> for Strict<'_> {
                 format!("{}.{key}", self.path)
             };
             if out.contains_key(&key) {
-                let problem = format!("duplicate key {key:?}");
-                *self.duplicate.borrow_mut() = Some(path);
-                return Err(serde::de::Error::custom(problem));
+                return Err(self.refuse(IngestError::field_err(
+                    path,
+                    "given more than once; each key may appear once in an object",
+                )));
             }
-            let value = map.next_value_seed(self.at(&path))?;
+            if out.len() == MAX_FIELDS {
+                let at = if self.path.is_empty() {
+                    "body"
+                } else {
+                    self.path
+                };
+                return Err(self.refuse(IngestError::field_err(
+                    at,
+                    format!("more than {MAX_FIELDS} fields in one object"),
+                )));
+            }
+            let shape = match (batch, key.as_str()) {
+                (Some(limit), "pools") => Shape::Pools(limit),
+                _ => Shape::Leaf,
+            };
+            let value = map.next_value_seed(self.at(&path, shape))?;
             out.insert(key, value);
         }
         Ok(Value::Object(out))
@@ -722,7 +788,7 @@ mod tests {
                 "pools[0].pool",
             ),
         ] {
-            let err = parse_batch(body.as_bytes(), "d").expect_err(body);
+            let err = parse_batch(body.as_bytes(), "d", 500).expect_err(body);
             assert_eq!(
                 (err.status(), err.field()),
                 (400, Some(field)),
@@ -733,9 +799,43 @@ mod tests {
         // trailing data.
         assert!(parse_batch(
             br#"{"app":"a","pools":[{"pool":"p","open":1},{"pool":"q","open":1}]} "#,
-            "d"
+            "d",
+            500
         )
         .is_ok());
+    }
+
+    /// Issue 15, D1: a body holds only what a push can use while it is parsed; what could
+    /// never be stored is refused as soon as it shows.
+    #[test]
+    fn hostile_shapes_are_refused_or_skipped() {
+        // Containers where a number belongs are skipped, and still named as wrong.
+        let err = pool(r#"{"open":[1,[2,{"a":[3]}],4]}"#, None).unwrap_err();
+        assert_eq!(err.field(), Some("open"));
+        assert!(err.to_string().contains("got an array"), "{err}");
+        let err = pool(r#"{"open":{"a":{"b":1}}}"#, None).unwrap_err();
+        assert!(err.to_string().contains("got an object"), "{err}");
+        let err = pool(r#"[{"open":1}]"#, None).unwrap_err();
+        assert!(err.to_string().contains("got an array"), "{err}");
+        // At most 32 fields in one object.
+        let wide: Vec<String> = (0..33).map(|i| format!("\"k{i}\":1")).collect();
+        let err = pool(&format!("{{{}}}", wide.join(",")), None).unwrap_err();
+        assert_eq!(err.field(), Some("body"), "{err}");
+        let body = format!(r#"{{"app":"a","pools":[{{{}}}]}}"#, wide.join(","));
+        let err = parse_batch(body.as_bytes(), "d", 500).unwrap_err();
+        assert_eq!(err.field(), Some("pools[0]"), "{err}");
+        // A batch longer than the pools one application may have.
+        let pools: Vec<String> = (0..4)
+            .map(|i| format!(r#"{{"pool":"p{i}","open":1}}"#))
+            .collect();
+        let body = format!(r#"{{"app":"a","pools":[{}]}}"#, pools.join(","));
+        assert_eq!(parse_batch(body.as_bytes(), "d", 4).unwrap().len(), 4);
+        let err = parse_batch(body.as_bytes(), "d", 3).unwrap_err();
+        assert_eq!(
+            (err.status(), err.kind()),
+            (429, "pools_per_app_limit"),
+            "{err}"
+        );
         assert_eq!(
             pool(r#"{"open":1} {"#, None).unwrap_err().kind(),
             "invalid_json"
@@ -745,7 +845,7 @@ mod tests {
     #[test]
     fn batch() {
         let body = r#"{"app":"api","instance":"pod-c","pools":[{"pool":"primary","open":5,"in_use":1,"idle":4},{"pool":"replica","in_use":0,"idle":2,"max_open":10,"application_name":"api-ro"}]}"#;
-        let pushes = parse_batch(body.as_bytes(), "default").unwrap();
+        let pushes = parse_batch(body.as_bytes(), "default", 500).unwrap();
         assert_eq!(pushes.len(), 2);
         assert_eq!(
             pushes[1].key,
@@ -760,6 +860,7 @@ mod tests {
         let pushes = parse_batch(
             br#"{"app":"api","pools":[{"pool":"p","open":1}]}"#,
             "default",
+            500,
         )
         .unwrap();
         assert_eq!(pushes[0].key.instance, "default");
@@ -784,7 +885,7 @@ mod tests {
             ),
         ];
         for (body, field) in bad {
-            let err = parse_batch(body.as_bytes(), "d").expect_err(body);
+            let err = parse_batch(body.as_bytes(), "d", 500).expect_err(body);
             assert_eq!(err.field(), Some(*field), "{body}: {err}");
         }
     }

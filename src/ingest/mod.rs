@@ -89,6 +89,10 @@ pub enum IngestError {
     /// The body's `Content-Encoding` is neither `gzip` nor `identity`.
     #[error("Content-Encoding {0:?} is not supported; send gzip or identity")]
     UnsupportedEncoding(String),
+    /// Too many pushes are being read and parsed; this one waited
+    /// `http.request_timeout_seconds` for room and was not read.
+    #[error("too many pushes in progress; retry shortly")]
+    Busy,
     /// The body did not arrive within `http.request_timeout_seconds`.
     #[error("request body not received within {0:?} (http.request_timeout_seconds)")]
     Timeout(Duration),
@@ -107,6 +111,18 @@ pub enum IngestError {
         tracked: usize,
         /// New pools the push would add.
         new: usize,
+    },
+    /// The push alone names more pools than `pools.max_pools`: it could never be stored.
+    #[error("this push names more than {limit} pools (pools.max_pools)")]
+    TooManyPools {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A batch holds more pools than `pools.max_pools_per_app`: it could never be stored.
+    #[error("a batch holds more than {limit} pools, the most one application may have (pools.max_pools_per_app)")]
+    BatchTooLarge {
+        /// The configured limit.
+        limit: usize,
     },
     /// Accepting the push would track more applications than `pools.max_apps`.
     #[error("application limit reached: {limit} applications tracked (pools.max_apps)")]
@@ -134,9 +150,11 @@ impl IngestError {
             IngestError::TooLarge { .. } => "too_large",
             IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
             IngestError::Timeout(_) => "timeout",
+            IngestError::Busy => "busy",
             IngestError::Body(_) => "body_error",
             IngestError::UnsupportedMediaType(..) => "unsupported_media_type",
-            IngestError::PoolLimit { .. } => "pool_limit",
+            IngestError::PoolLimit { .. } | IngestError::TooManyPools { .. } => "pool_limit",
+            IngestError::BatchTooLarge { .. } => "pools_per_app_limit",
             IngestError::AppLimit { .. } => "app_limit",
             IngestError::PoolsPerAppLimit { .. } => "pools_per_app_limit",
         }
@@ -150,7 +168,10 @@ impl IngestError {
             IngestError::UnsupportedEncoding(_) => 415,
             IngestError::Timeout(_) => 408,
             IngestError::UnsupportedMediaType(..) => 415,
+            IngestError::Busy => 503,
             IngestError::PoolLimit { .. }
+            | IngestError::TooManyPools { .. }
+            | IngestError::BatchTooLarge { .. }
             | IngestError::AppLimit { .. }
             | IngestError::PoolsPerAppLimit { .. } => 429,
         }

@@ -56,6 +56,12 @@ impl Views {
 /// Renders the registry and the views in the text exposition format 0.0.4, families
 /// sorted by name (as the registry alone would sort them).
 pub fn encode(registry: &Registry, views: &Views) -> Vec<u8> {
+    encode_chunks(registry, views).concat()
+}
+
+/// [`encode`]'s output as it is rendered, one piece per family, in order: `/metrics`
+/// sends the pieces as they are rather than copy them into one buffer.
+pub fn encode_chunks(registry: &Registry, views: &Views) -> Vec<hyper::body::Bytes> {
     let mut chunks: Vec<(String, Vec<u8>)> = Vec::new();
     let encoder = TextEncoder::new();
     for mf in registry.gather() {
@@ -75,11 +81,14 @@ pub fn encode(registry: &Registry, views: &Views) -> Vec<u8> {
         }
     }
     chunks.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out = Vec::with_capacity(chunks.iter().map(|c| c.1.len()).sum());
-    for (_, text) in chunks {
-        out.extend_from_slice(&text);
-    }
-    out
+    chunks
+        .into_iter()
+        .map(|(_, mut text)| {
+            // Rendered into vectors that grew by doubling: keep what is used.
+            text.shrink_to_fit();
+            text.into()
+        })
+        .collect()
 }
 
 /// The content type of [`encode`]'s output.

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Family, Spec, View};
-use crate::store::Store;
+use crate::ingest::PoolKey;
+use crate::store::{Entry, Store};
 
 const L: &[&str] = &["app", "pool", "instance"];
 
@@ -115,10 +116,16 @@ impl PoolCollector {
 
 impl View for PoolCollector {
     fn families(&self) -> Vec<Family<'static>> {
-        let pools = self.store.snapshot(Instant::now());
+        self.store
+            .with_sorted(Instant::now(), |pools| self.render(pools))
+    }
+}
+
+impl PoolCollector {
+    fn render(&self, pools: &[(&PoolKey, &Entry)]) -> Vec<Family<'static>> {
         let mut f: Vec<Family> = SPECS.iter().map(Family::new).collect();
         let n = |v: Option<u64>| v.map(|v| v as f64);
-        for (k, e) in &pools {
+        for (k, e) in pools {
             let l = [k.app.as_str(), k.pool.as_str(), k.instance.as_str()];
             let s = &e.snapshot;
             f[0].add_opt(&l, n(s.max_open));

@@ -10,11 +10,11 @@
 //! The caller stores the result, then maps it with [`super::mapping::map_group`], so a
 //! `POST` of one family updates that field of the pool and keeps the rest.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::ingest::IngestError;
 
-use super::{series_name, Family};
+use super::{series_name, Family, SeriesHasher};
 
 /// A Pushgateway method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,8 +30,9 @@ pub enum Method {
 /// The families one grouping key holds, by name.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Group {
-    /// Families by name; a name is held once.
-    families: BTreeMap<String, Family>,
+    /// Families sorted by name; a name is held once. A vector rather than a map: a group
+    /// holds a handful, and ten thousand groups are held at once.
+    families: Vec<Family>,
 }
 
 impl Group {
@@ -46,30 +47,40 @@ impl Group {
     /// Replaces the families with the pushed ones' names and keeps the rest (`POST`).
     pub fn replace_same_named(&mut self, families: Vec<Family>) {
         for family in families {
-            self.families.insert(family.name.clone(), family);
+            match self.families.binary_search_by(|f| f.name.cmp(&family.name)) {
+                Ok(i) => self.families[i] = family,
+                Err(i) => self.families.insert(i, family),
+            }
         }
     }
 
     /// The families, sorted by name.
     pub fn families(&self) -> impl Iterator<Item = &Family> {
-        self.families.values()
+        self.families.iter()
     }
 
     /// One family by name.
     pub fn family(&self, name: &str) -> Option<&Family> {
-        self.families.get(name)
+        let i = self
+            .families
+            .binary_search_by(|f| (*f.name).cmp(name))
+            .ok()?;
+        Some(&self.families[i])
     }
 
     /// Keeps only the families `keep` accepts (a stored group drops what maps to no pool,
     /// so a pusher cannot park arbitrary metrics in poolwatch's memory), without their
-    /// HELP text (nothing reads it once stored) and without spare capacity.
+    /// HELP text (nothing reads it once stored), with the one shared copy of each name
+    /// poolwatch knows ([`super::intern`]) and without spare capacity.
     pub fn retain_families(&mut self, keep: impl Fn(&str) -> bool) {
-        self.families.retain(|name, _| keep(name));
-        for family in self.families.values_mut() {
+        self.families.retain(|f| keep(&f.name));
+        self.families.shrink_to_fit();
+        for family in &mut self.families {
             family.help = String::new();
+            family.name = super::intern(&family.name);
             family.samples.shrink_to_fit();
             for sample in &mut family.samples {
-                sample.labels.shrink_to_fit();
+                sample.name = super::intern(&sample.name);
             }
         }
     }
@@ -86,15 +97,19 @@ impl Group {
 
     /// Checks that no series appears in two families.
     pub fn check_consistent(&self) -> Result<(), IngestError> {
-        let mut owner: HashMap<String, &str> = HashMap::new();
-        for family in self.families.values() {
+        let hasher = SeriesHasher::default();
+        let mut owner: HashMap<u128, &str> = HashMap::new();
+        for family in &self.families {
             for s in &family.samples {
-                let series = series_name(&s.name, &s.labels);
-                if let Some(other) = owner.insert(series.clone(), &family.name) {
-                    if other != family.name {
+                let series = hasher.hash(&s.name, &s.labels);
+                if let Some(other) = owner.insert(series, &family.name) {
+                    if other != &*family.name {
                         return Err(IngestError::field_err(
                             format!("family {}", family.name),
-                            format!("series {series} is also in family {other}"),
+                            format!(
+                                "series {} is also in family {other}",
+                                series_name(&s.name, &s.labels)
+                            ),
                         ));
                     }
                 }
@@ -135,7 +150,7 @@ mod tests {
 
     fn names(g: &Group) -> Vec<(&str, f64)> {
         g.families()
-            .map(|f| (f.name.as_str(), f.samples[0].value))
+            .map(|f| (&*f.name, f.samples[0].value))
             .collect()
     }
 

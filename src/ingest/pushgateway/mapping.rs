@@ -290,36 +290,40 @@ pub struct Mapped {
     pub incomplete: Vec<(PoolKey, String)>,
 }
 
-/// The value one field got, and from where.
-struct Slot {
+/// The value one field got, and from which sample.
+struct Slot<'a> {
     rank: u8,
     value: f64,
-    series: String,
+    sample: &'a Sample,
 }
 
 /// Reads the pools out of one group's families. `default_instance` is used when neither
-/// the grouping key nor a sample names the instance.
+/// the grouping key nor a sample names the instance. A group that names more than
+/// `max_pools` pools could never be stored, and is refused as soon as that is clear.
 pub fn map_group<'a>(
     key: &GroupingKey,
     families: impl IntoIterator<Item = &'a Family>,
     default_instance: &str,
+    max_pools: usize,
 ) -> Result<Mapped, IngestError> {
     let families: Vec<&Family> = families.into_iter().collect();
     let ctx = KeyContext::new(key, default_instance)?;
     let mut slots: BTreeMap<PoolKey, BTreeMap<Field, Slot>> = BTreeMap::new();
     let mut ignored = Vec::new();
-    let names: HashSet<&str> = families.iter().map(|f| f.name.as_str()).collect();
+    let names: HashSet<&str> = families.iter().map(|f| &*f.name).collect();
     for family in &families {
         let mut matched = false;
         for sample in &family.samples {
-            for rule in RULES.iter().filter(|r| r.sample == sample.name) {
+            for rule in RULES.iter().filter(|r| r.sample == &*sample.name) {
                 if !state_matches(rule, sample, key) {
                     continue;
                 }
                 matched = true;
                 let pool = ctx.pool_key(rule.client, sample)?;
-                let series = series_name(&sample.name, &sample.labels);
                 let value = sample.value / rule.divisor;
+                if !slots.contains_key(&pool) && slots.len() >= max_pools {
+                    return Err(IngestError::TooManyPools { limit: max_pools });
+                }
                 let fields = slots.entry(pool.clone()).or_default();
                 match fields.get(&rule.field) {
                     Some(old) if old.rank < rule.rank => {}
@@ -327,9 +331,10 @@ pub fn map_group<'a>(
                         return Err(IngestError::field_err(
                             format!("family {}", family.name),
                             format!(
-                                "{series} and {} both give {} of pool {}/{}/{}; \
+                                "{} and {} both give {} of pool {}/{}/{}; \
                                  tell them apart with a distinct pool label or grouping key",
-                                old.series,
+                                series_name(&sample.name, &sample.labels),
+                                series_name(&old.sample.name, &old.sample.labels),
                                 rule.field.as_str(),
                                 pool.app,
                                 pool.instance,
@@ -343,7 +348,7 @@ pub fn map_group<'a>(
                             Slot {
                                 rank: rule.rank,
                                 value,
-                                series,
+                                sample,
                             },
                         );
                     }
@@ -351,7 +356,7 @@ pub fn map_group<'a>(
             }
         }
         if !matched && !is_recognised(&family.name) && !is_created_twin(&family.name, &names) {
-            ignored.push(family.name.clone());
+            ignored.push(family.name.to_string());
         }
     }
     let mut mapped = Mapped {
@@ -382,10 +387,11 @@ fn state_matches(rule: &Rule, sample: &Sample, key: &GroupingKey) -> bool {
     let Some(want) = rule.state else {
         return true;
     };
-    rule.client.state_labels().iter().find_map(|l| {
-        key.get(l)
-            .or_else(|| sample.labels.get(l).map(String::as_str))
-    }) == Some(want)
+    rule.client
+        .state_labels()
+        .iter()
+        .find_map(|l| key.get(l).or_else(|| sample.labels.get(l)))
+        == Some(want)
 }
 
 /// Whether a family belongs to a known client even though no rule matched it.
@@ -528,7 +534,10 @@ fn snapshot(
             Ok(Some(v as u64))
         } else {
             Err(IngestError::field_err(
-                format!("series {}", slot.series),
+                format!(
+                    "series {}",
+                    series_name(&slot.sample.name, &slot.sample.labels)
+                ),
                 format!("{} must be a whole number >= 0, got {v}", f.as_str()),
             ))
         }
@@ -542,7 +551,10 @@ fn snapshot(
             Ok(Some(v))
         } else {
             Err(IngestError::field_err(
-                format!("series {}", slot.series),
+                format!(
+                    "series {}",
+                    series_name(&slot.sample.name, &slot.sample.labels)
+                ),
                 format!("{} must be a number of seconds >= 0, got {v}", f.as_str()),
             ))
         }
@@ -591,7 +603,7 @@ mod tests {
     }
 
     fn map(key: &GroupingKey, fams: &[Family]) -> Mapped {
-        map_group(key, fams, "pod-default").unwrap_or_else(|e| panic!("{e}"))
+        map_group(key, fams, "pod-default", 1000).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn only_pool(m: &Mapped) -> &PoolPush {
@@ -823,11 +835,25 @@ mod tests {
         let k = GroupingKey::new("j", &[]);
         assert_eq!(map(&k, &parse(odd)).pools[0].key.pool, "postgres:__db_x_y");
         let k = GroupingKey::new("bad job", &[]);
-        let err = map_group(&k, &parse(bare), "").unwrap_err();
+        let err = map_group(&k, &parse(bare), "", 1000).unwrap_err();
         assert_eq!(err.field(), Some("job"));
         let k = GroupingKey::new("j", &[("max_lifetime_seconds", "soon")]);
-        let err = map_group(&k, &parse(bare), "").unwrap_err();
+        let err = map_group(&k, &parse(bare), "", 1000).unwrap_err();
         assert_eq!(err.field(), Some("label max_lifetime_seconds"));
+    }
+
+    /// Issue 15, D1: a group naming more pools than could ever be stored is refused as
+    /// soon as that shows, before a snapshot is built for any of them.
+    #[test]
+    fn a_group_naming_too_many_pools_is_refused_early() {
+        let body: String = (0..3)
+            .map(|i| format!("go_sql_open_connections{{db_name=\"db{i}\"}} 1\n"))
+            .collect();
+        let k = GroupingKey::new("j", &[]);
+        assert_eq!(map_group(&k, &parse(&body), "", 3).unwrap().pools.len(), 3);
+        let err = map_group(&k, &parse(&body), "", 2).unwrap_err();
+        assert_eq!(err, IngestError::TooManyPools { limit: 2 });
+        assert_eq!((err.status(), err.kind()), (429, "pool_limit"));
     }
 
     #[test]
@@ -870,7 +896,7 @@ mod tests {
                 "both give open of pool j/pod-default/a",
             ),
         ] {
-            let err = map_group(&k, &parse(body), "pod-default").unwrap_err();
+            let err = map_group(&k, &parse(body), "pod-default", 1000).unwrap_err();
             assert!(err.to_string().contains(want), "{body}: {err}");
         }
     }

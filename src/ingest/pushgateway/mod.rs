@@ -26,48 +26,105 @@ pub mod path;
 pub mod protobuf;
 pub mod text;
 
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::Arc;
+
 use super::IngestError;
 
-/// A series' labels, sorted by name. A sorted vector rather than a map: a sample has a
-/// handful of labels, and stored groups hold many samples (a `BTreeMap`'s first node
-/// alone takes about half a kilobyte, which made a stored client_golang group 12 KiB).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Labels(Vec<(String, String)>);
+/// A series' labels, sorted by name, in one allocation however many there are: their
+/// count, where each name and value ends, then every name and value back to back. A
+/// hostile push holds thousands of samples while it is parsed and ten thousand stored
+/// groups hold ninety thousand, so a label costs 8 bytes plus its text here, where a
+/// pair of `String`s cost 48 bytes and two allocations (and a `BTreeMap`'s first node
+/// alone about half a kilobyte). Grouping keys are labels too.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Labels(Box<[u8]>);
+
+/// Bytes of one count or offset in [`Labels`].
+const WORD: usize = 4;
 
 impl Labels {
     /// No labels.
     pub fn new() -> Labels {
-        Labels(Vec::new())
+        Labels::default()
     }
 
-    fn find(&self, name: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(name))
+    /// Labels from `(name, value)` pairs already sorted by name, without repeats.
+    fn from_sorted<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Labels {
+        let (n, text) = pairs
+            .clone()
+            .fold((0, 0), |(n, t), (k, v)| (n + 1, t + k.len() + v.len()));
+        if n == 0 {
+            return Labels::default();
+        }
+        let mut out = Vec::with_capacity(WORD * (1 + 2 * n) + text);
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+        let mut end = 0;
+        for (k, v) in pairs.clone() {
+            for part in [k, v] {
+                end += part.len();
+                out.extend_from_slice(&(end as u32).to_le_bytes());
+            }
+        }
+        for (k, v) in pairs {
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(v.as_bytes());
+        }
+        Labels(out.into_boxed_slice())
+    }
+
+    fn word(&self, i: usize) -> usize {
+        let at = WORD * i;
+        let mut w = [0; WORD];
+        w.copy_from_slice(&self.0[at..at + WORD]);
+        u32::from_le_bytes(w) as usize
+    }
+
+    /// The bytes of the `j`th name or value (names even, values odd).
+    fn part(&self, j: usize) -> &[u8] {
+        let text = WORD * (1 + 2 * self.len());
+        let start = if j == 0 { 0 } else { self.word(j) };
+        &self.0[text + start..text + self.word(j + 1)]
+    }
+
+    /// The `i`th name and value.
+    fn pair(&self, i: usize) -> (&str, &str) {
+        // Built from `str`s at character boundaries, so always UTF-8.
+        let text = |b| std::str::from_utf8(b).unwrap_or_default();
+        (text(self.part(2 * i)), text(self.part(2 * i + 1)))
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.part(2 * mid).cmp(name.as_bytes()) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
     }
 
     /// The value of label `name`.
-    pub fn get(&self, name: &str) -> Option<&String> {
-        self.find(name).ok().map(|i| &self.0[i].1)
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.find(name).map(|i| self.pair(i).1)
     }
 
     /// Whether label `name` is set.
     pub fn contains_key(&self, name: &str) -> bool {
-        self.find(name).is_ok()
-    }
-
-    /// Sets label `name`, returning the value it replaces.
-    pub fn insert(&mut self, name: String, value: String) -> Option<String> {
-        match self.find(&name) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
-            Err(i) => {
-                self.0.insert(i, (name, value));
-                None
-            }
-        }
+        self.find(name).is_some()
     }
 
     /// How many labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        if self.0.is_empty() {
+            0
+        } else {
+            self.word(0)
+        }
     }
 
     /// Whether there are none.
@@ -76,44 +133,100 @@ impl Labels {
     }
 
     /// Name and value pairs, sorted by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        (0..self.len()).map(|i| self.pair(i))
     }
 
-    /// Drops spare capacity (for labels that are kept).
-    pub fn shrink_to_fit(&mut self) {
-        self.0.shrink_to_fit();
+    /// These labels and `name` set to `value`; `None` when `name` is one of them already.
+    pub fn with(&self, name: &str, value: &str) -> Option<Labels> {
+        if self.contains_key(name) {
+            return None;
+        }
+        let at = self.iter().take_while(|(k, _)| *k < name).count();
+        let pairs = self
+            .iter()
+            .take(at)
+            .chain(std::iter::once((name, value)))
+            .chain(self.iter().skip(at));
+        Some(Labels::from_sorted(pairs))
+    }
+}
+
+impl std::fmt::Debug for Labels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
 impl std::ops::Index<&str> for Labels {
-    type Output = String;
+    type Output = str;
 
-    fn index(&self, name: &str) -> &String {
+    fn index(&self, name: &str) -> &str {
         self.get(name)
             .unwrap_or_else(|| panic!("no label {name:?}"))
     }
 }
 
-impl<'a> IntoIterator for &'a Labels {
-    type Item = (&'a String, &'a String);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, String)>,
-        fn(&'a (String, String)) -> (&'a String, &'a String),
-    >;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (k, v))
+/// Later pairs replace earlier ones of the same name.
+impl FromIterator<(String, String)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Labels {
+        let mut pairs: Vec<(String, String)> = pairs.into_iter().collect();
+        pairs.reverse();
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+        Labels::from_sorted(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 }
 
-impl FromIterator<(String, String)> for Labels {
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Labels {
-        let mut labels = Labels::new();
-        for (k, v) in pairs {
-            labels.insert(k, v);
+/// One sample's labels as a parser reads them: the text goes into a buffer kept from
+/// sample to sample, so a sample costs the two allocations of its [`Labels`] and no more.
+#[derive(Default)]
+pub(crate) struct LabelsBuilder {
+    text: String,
+    /// Name start, name end (the value's start), value end, in `text`.
+    spans: Vec<(usize, usize, usize)>,
+}
+
+impl LabelsBuilder {
+    /// Starts the next sample's labels.
+    pub(crate) fn clear(&mut self) {
+        self.text.clear();
+        self.spans.clear();
+    }
+
+    /// Labels so far.
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Adds a label whose value `write` appends to the buffer it is given (a parser
+    /// unescapes straight into it); returns the value as written.
+    pub(crate) fn push_with(
+        &mut self,
+        name: &str,
+        write: impl FnOnce(&mut String) -> Result<(), String>,
+    ) -> Result<&str, String> {
+        let start = self.text.len();
+        self.text.push_str(name);
+        let mid = self.text.len();
+        write(&mut self.text)?;
+        self.spans.push((start, mid, self.text.len()));
+        Ok(&self.text[mid..])
+    }
+
+    /// The labels, sorted by name; `Err` names a label given twice.
+    pub(crate) fn finish(&mut self) -> Result<Labels, String> {
+        let text = &self.text;
+        let name = |s: &(usize, usize, usize)| &text[s.0..s.1];
+        self.spans.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+        if let Some(w) = self.spans.windows(2).find(|w| name(&w[0]) == name(&w[1])) {
+            return Err(format!("label {} given twice", name(&w[0])));
         }
-        labels
+        Ok(Labels::from_sorted(
+            self.spans
+                .iter()
+                .map(|s| (&text[s.0..s.1], &text[s.1..s.2])),
+        ))
     }
 }
 
@@ -151,8 +264,10 @@ impl MetricKind {
 /// One sample line: what the text format writes as `name{labels} value`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
-    /// The sample's own name: the family's, or it plus `_sum`, `_count` or `_bucket`.
-    pub name: String,
+    /// The sample's own name: the family's, or it plus `_sum`, `_count` or `_bucket`;
+    /// shared by the samples of one name (and, once stored, by every group's samples of
+    /// a name poolwatch knows: [`intern`]).
+    pub name: Arc<str>,
     /// Its labels, including `quantile` or `le` for summaries and histograms.
     pub labels: Labels,
     /// Its value; may be NaN or infinite.
@@ -163,7 +278,7 @@ pub struct Sample {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Family {
     /// The family's name, e.g. `go_sql_open_connections`.
-    pub name: String,
+    pub name: Arc<str>,
     /// Its `# HELP` text; empty when none was given.
     pub help: String,
     /// Its declared type.
@@ -261,6 +376,27 @@ pub fn parse_body(
     }
 }
 
+/// The one shared copy of a family or sample name that the mapping knows (its rules and
+/// the recognised families, with their `_sum`, `_count` and `_bucket`): stored groups
+/// hold these names over and over. Other names are returned as they are.
+pub fn intern(name: &Arc<str>) -> Arc<str> {
+    static KNOWN: std::sync::OnceLock<HashSet<Arc<str>>> = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        let bases = mapping::RULES
+            .iter()
+            .map(|r| r.sample)
+            .chain(mapping::RECOGNISED.iter().copied());
+        bases
+            .flat_map(|b| {
+                let base = b.strip_suffix("_sum").unwrap_or(b);
+                ["", "_sum", "_count", "_bucket", "_created"]
+                    .map(|s| Arc::from(format!("{base}{s}")))
+            })
+            .collect()
+    });
+    known.get(&**name).cloned().unwrap_or_else(|| name.clone())
+}
+
 /// The suffix the Pushgateway gives a pushed metric's timestamp error.
 pub(crate) const NO_TIMESTAMPS: &str = "pushed metrics must not have timestamps";
 
@@ -300,14 +436,43 @@ pub(crate) fn series_name(name: &str, labels: &Labels) -> String {
     format!("{name}{{{}}}", inner.join(","))
 }
 
+/// A series' identity, for telling series apart without keeping a copy of each: its name
+/// and labels hashed by two independently keyed SipHashes (a false match between two
+/// series of one push has odds of 2^-128 per pair; a pusher who could force one would
+/// only get their own push refused).
+#[derive(Default)]
+pub(crate) struct SeriesHasher {
+    keys: (RandomState, RandomState),
+}
+
+impl SeriesHasher {
+    /// The 128-bit identity of series `name{labels}`.
+    pub(crate) fn hash(&self, name: &str, labels: &Labels) -> u128 {
+        let one = |state: &RandomState| {
+            let mut h = state.build_hasher();
+            h.write(name.as_bytes());
+            for (k, v) in labels.iter() {
+                h.write_u8(0xff);
+                h.write(k.as_bytes());
+                h.write_u8(0xfe);
+                h.write(v.as_bytes());
+            }
+            h.finish()
+        };
+        (u128::from(one(&self.keys.0)) << 64) | u128::from(one(&self.keys.1))
+    }
+}
+
 /// Checks the limits and uniqueness every sample must meet, whatever its format.
 /// Shared by both parsers so text and protobuf refuse the same pushes.
 #[derive(Default)]
 pub(crate) struct SeriesCheck {
     /// Samples accepted so far.
     count: usize,
-    /// Every series seen, to refuse a duplicate as the Pushgateway's consistency check does.
-    seen: std::collections::HashSet<(String, Vec<(String, String)>)>,
+    /// Every series seen, by identity, to refuse a duplicate as the Pushgateway's
+    /// consistency check does.
+    seen: HashSet<u128>,
+    hasher: SeriesHasher,
 }
 
 impl SeriesCheck {
@@ -332,11 +497,7 @@ impl SeriesCheck {
                 limits.max_labels
             ));
         }
-        let key = (
-            name.to_string(),
-            labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        );
-        if !self.seen.insert(key) {
+        if !self.seen.insert(self.hasher.hash(name, labels)) {
             return Err(format!("duplicate series {}", series_name(name, labels)));
         }
         Ok(())

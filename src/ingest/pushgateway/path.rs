@@ -16,41 +16,48 @@ use base64::{DecodeError, Engine};
 
 use crate::ingest::IngestError;
 
-use super::is_label_name;
+use super::{is_label_name, Labels};
 
 /// The suffix that marks a base64url-encoded value.
 pub const BASE64_SUFFIX: &str = "@base64";
 
-/// A group's identity: `job` plus the other labels of the path, sorted by name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A group's identity: `job` plus the other labels of the path, sorted by name, held as
+/// compactly as a sample's labels (ten thousand groups are ten thousand keys).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GroupingKey {
     /// Every label of the key, `job` included.
-    labels: BTreeMap<String, String>,
+    labels: Labels,
 }
 
 impl GroupingKey {
     /// A key from a job and further labels; for tests and callers that build keys.
     pub fn new(job: &str, labels: &[(&str, &str)]) -> GroupingKey {
-        let mut map: BTreeMap<String, String> = labels
+        let map: BTreeMap<&str, &str> = labels
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .copied()
+            .chain(std::iter::once(("job", job)))
             .collect();
-        map.insert("job".to_string(), job.to_string());
-        GroupingKey { labels: map }
+        GroupingKey::from_map(&map)
+    }
+
+    fn from_map<K: AsRef<str>, V: AsRef<str>>(map: &BTreeMap<K, V>) -> GroupingKey {
+        GroupingKey {
+            labels: Labels::from_sorted(map.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))),
+        }
     }
 
     /// The job (never empty for a parsed key).
     pub fn job(&self) -> &str {
-        self.labels.get("job").map(String::as_str).unwrap_or("")
+        self.labels.get("job").unwrap_or("")
     }
 
     /// One label of the key.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.labels.get(name).map(String::as_str)
+        self.labels.get(name)
     }
 
     /// All labels of the key, `job` included, sorted by name.
-    pub fn labels(&self) -> &BTreeMap<String, String> {
+    pub fn labels(&self) -> &Labels {
         &self.labels
     }
 }
@@ -121,7 +128,7 @@ pub fn parse_push_path(raw_path: &str) -> Result<GroupingKey, IngestError> {
             }
         }
     }
-    Ok(GroupingKey { labels: map })
+    Ok(GroupingKey::from_map(&map))
 }
 
 /// Decodes one value segment: base64url when marked, percent-encoding otherwise.
@@ -190,7 +197,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{path}: {e}"))
             .labels()
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
 

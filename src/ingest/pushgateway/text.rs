@@ -11,12 +11,13 @@
 //! family's samples. Every error names its line.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::ingest::IngestError;
 
 use super::{
-    check_label, check_metric_name, Family, Labels, Limits, MetricKind, Sample, SeriesCheck,
-    NO_TIMESTAMPS,
+    check_label, check_metric_name, Family, Labels, LabelsBuilder, Limits, MetricKind, Sample,
+    SeriesCheck, NO_TIMESTAMPS,
 };
 
 /// Parses a text-format body into families, in the order they first appear. Families
@@ -29,6 +30,8 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<Vec<Family>, IngestError> {
         help_seen: Vec::new(),
         type_seen: Vec::new(),
         check: SeriesCheck::default(),
+        labels: LabelsBuilder::default(),
+        names: HashMap::new(),
     };
     for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
         let line_no = i + 1;
@@ -55,6 +58,10 @@ struct Parser<'a> {
     type_seen: Vec<bool>,
     /// Limits and duplicate detection.
     check: SeriesCheck,
+    /// The sample being read's labels.
+    labels: LabelsBuilder,
+    /// Sample names, each allocated once and shared by its samples.
+    names: HashMap<String, Arc<str>>,
 }
 
 impl Parser<'_> {
@@ -75,8 +82,9 @@ impl Parser<'_> {
         if let Some(&i) = self.by_name.get(name) {
             return i;
         }
+        let name = self.name(name);
         self.families.push(Family {
-            name: name.to_string(),
+            name: name.clone(),
             help: String::new(),
             kind,
             samples: Vec::new(),
@@ -86,6 +94,16 @@ impl Parser<'_> {
         self.by_name
             .insert(name.to_string(), self.families.len() - 1);
         self.families.len() - 1
+    }
+
+    /// The shared copy of a family or sample name.
+    fn name(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.names.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.names.insert(name.to_string(), n.clone());
+        n
     }
 
     fn comment(&mut self, comment: &str) -> Result<(), String> {
@@ -143,11 +161,12 @@ impl Parser<'_> {
         }
         check_metric_name(name, self.limits)?;
         let after_name = &line[name_end..];
-        let mut labels = Labels::new();
+        self.labels.clear();
         let rest = match after_name.trim_start_matches([' ', '\t']).strip_prefix('{') {
-            Some(after) => parse_labels(after, &mut labels, self.limits)?,
+            Some(after) => parse_labels(after, &mut self.labels, self.limits)?,
             None => after_name,
         };
+        let labels = self.labels.finish()?;
         let after_value = rest.trim_start_matches([' ', '\t']);
         if after_value.len() == rest.len() && !rest.is_empty() {
             return Err(format!(
@@ -173,8 +192,9 @@ impl Parser<'_> {
         self.check_shape(i, name, &labels)?;
         self.check.admit(name, &labels, self.limits)?;
         self.type_seen[i] = true;
+        let name = self.name(name);
         self.families[i].samples.push(Sample {
-            name: name.to_string(),
+            name,
             labels,
             value,
         });
@@ -250,7 +270,7 @@ pub(crate) fn parse_value(s: &str) -> Option<f64> {
 /// Parses `name="value",...}` (after the `{`) into `labels`; returns the rest of the line.
 fn parse_labels<'a>(
     mut s: &'a str,
-    labels: &mut Labels,
+    labels: &mut LabelsBuilder,
     limits: &Limits,
 ) -> Result<&'a str, String> {
     loop {
@@ -276,11 +296,18 @@ fn parse_labels<'a>(
         s = s
             .strip_prefix('"')
             .ok_or_else(|| format!("expected a quoted value for label {name}"))?;
-        let (value, rest) = unescape_label_value(s, name)?;
-        check_label(name, &value, limits)?;
-        if labels.insert(name.to_string(), value).is_some() {
-            return Err(format!("label {name} given twice"));
+        if labels.len() >= limits.max_labels {
+            return Err(format!(
+                "more than {} labels on one sample",
+                limits.max_labels
+            ));
         }
+        let mut rest = "";
+        let value = labels.push_with(name, |out| {
+            rest = unescape_label_value(s, name, out)?;
+            Ok(())
+        })?;
+        check_label(name, value, limits)?;
         s = rest.trim_start_matches([' ', '\t']);
         if let Some(rest) = s.strip_prefix(',') {
             s = rest;
@@ -293,13 +320,13 @@ fn parse_labels<'a>(
     }
 }
 
-/// Reads a label value up to its closing quote; returns it and the rest after the quote.
-fn unescape_label_value<'a>(s: &'a str, label: &str) -> Result<(String, &'a str), String> {
-    let mut out = String::new();
+/// Reads a label value up to its closing quote into `out`; returns the rest after the
+/// quote.
+fn unescape_label_value<'a>(s: &'a str, label: &str, out: &mut String) -> Result<&'a str, String> {
     let mut chars = s.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
-            '"' => return Ok((out, &s[i + 1..])),
+            '"' => return Ok(&s[i + 1..]),
             '\\' => match chars.next() {
                 Some((_, '\\')) => out.push('\\'),
                 Some((_, '"')) => out.push('"'),
@@ -371,13 +398,13 @@ mod tests {
                     loose 7\n";
         let fams = parse_ok(body);
         assert_eq!(fams.len(), 3);
-        assert_eq!(fams[0].name, "a_total");
+        assert_eq!(&*fams[0].name, "a_total");
         assert_eq!(fams[0].help, "Help with \\ and \n.");
         assert_eq!(fams[0].kind, MetricKind::Counter);
         assert_eq!(fams[0].samples.len(), 2);
         assert_eq!(fams[0].samples[1].labels, labels(&[("x", "2")]));
         assert_eq!(fams[1].kind, MetricKind::Gauge);
-        assert_eq!(fams[2].name, "loose");
+        assert_eq!(&*fams[2].name, "loose");
         assert_eq!(fams[2].kind, MetricKind::Untyped);
     }
 
@@ -425,10 +452,7 @@ mod tests {
                     c 1\n\
                     c_count 5\n";
         let fams = parse_ok(body);
-        let names: Vec<(&str, usize)> = fams
-            .iter()
-            .map(|f| (f.name.as_str(), f.samples.len()))
-            .collect();
+        let names: Vec<(&str, usize)> = fams.iter().map(|f| (&*f.name, f.samples.len())).collect();
         // c_count does not belong to counter c: it is a family of its own.
         assert_eq!(names, [("s", 3), ("h", 4), ("c", 1), ("c_count", 1)]);
     }
@@ -523,7 +547,7 @@ mod tests {
             .contains("line 3: more than 2 samples"));
         assert!(run("a{x=\"1\",y=\"2\",z=\"3\"} 1\n")
             .unwrap_err()
-            .contains("3 labels"));
+            .contains("line 1: more than 2 labels"));
         assert!(run("abcdefghijk 1\n")
             .unwrap_err()
             .contains("longer than 10"));
