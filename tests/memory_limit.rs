@@ -9,8 +9,9 @@
 //!
 //! Needs root and `/sys/fs/cgroup/memory`; without them it says so and skips (under CI
 //! it fails instead: CI has both). The binary is built with `cargo build --release
-//! --target x86_64-unknown-linux-musl` when missing or stale (`.ci/run` builds it before
-//! the suite); `POOLWATCH_BIN` runs another one. `MEMTEST_MAX_POOLS` and
+//! --target x86_64-unknown-linux-musl` into `$TMPDIR/poolwatch-builder-target` when
+//! missing or stale (`.ci/run` builds it before the suite); `POOLWATCH_BIN` runs another
+//! one. `MEMTEST_MAX_POOLS` and
 //! `MEMTEST_LIMIT_MIB` change the pool cap and the group's limit, for measuring (the
 //! figures in docs/security.md).
 
@@ -41,7 +42,10 @@ fn shipped_binary() -> String {
     const TARGET: &str = "x86_64-unknown-linux-musl";
     let root = env!("CARGO_MANIFEST_DIR");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Where .ci/run builds it, and the Dockerfile's build stage (tests/docker.rs) too.
+    let target = std::env::temp_dir().join("poolwatch-builder-target");
     let built = Command::new(cargo)
+        .env("CARGO_TARGET_DIR", &target)
         .args([
             "build",
             "--release",
@@ -58,8 +62,7 @@ fn shipped_binary() -> String {
         built.success(),
         "cannot build the {TARGET} binary: rustup target add {TARGET}; apt-get install musl-tools"
     );
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{root}/target"));
-    format!("{target}/{TARGET}/release/poolwatch")
+    format!("{}/{TARGET}/release/poolwatch", target.display())
 }
 
 /// A cgroup v1 memory group of its own, removed on drop.
