@@ -134,8 +134,9 @@ pub(crate) fn refusal(format: &str, e: &IngestError) -> Response<Body> {
 /// kilobytes), and one of the largest, at a time: 7.5 MiB at the default 1 MiB
 /// `http.max_body_bytes`. A push that finds no room waits, in order of arrival, up to
 /// `http.request_timeout_seconds`; with [`IN_LINE`] pushes of its size waiting already,
-/// or when the wait is over, it is refused with 503 and `Retry-After: 1` without its body
-/// having been read (so a flood does not hold a connection, and its buffers, per push).
+/// or when the wait is over, it is refused with 503 and `Retry-After: 1`, its body read
+/// and dropped chunk by chunk rather than kept (so a flood costs connections, each with
+/// a 16 KiB read buffer, and no more).
 pub struct Intake {
     small: Lane,
     large: Lane,
