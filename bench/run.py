@@ -33,6 +33,7 @@ import pgwire  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "127.0.0.1"
+MUSL = "x86_64-unknown-linux-musl"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 IS_ROOT = os.geteuid() == 0
 
@@ -176,10 +177,17 @@ class Http:
                     raise
         raise RuntimeError("unreachable")
 
-    def get(self, path="/metrics"):
-        dt, status, data = self.request("GET", path)
+    def get(self, path="/metrics", headers=None):
+        dt, status, data = self.request("GET", path, headers=headers)
         if status != 200:
             raise RuntimeError(f"GET :{self.port}{path} -> {status}")
+        return dt, data
+
+    def get_gzip(self, path="/metrics"):
+        """As Prometheus scrapes: `Accept-Encoding: gzip`; returns (seconds, bytes sent)."""
+        dt, data = self.get(path, {"Accept-Encoding": "gzip"})
+        if data[:2] != b"\x1f\x8b":
+            raise RuntimeError(f"GET :{self.port}{path} with Accept-Encoding: gzip was not gzipped")
         return dt, data
 
 
@@ -452,16 +460,26 @@ def step_footprint_and_pool_scaling(pw, pg, steps, scrapes):
             f"{push_s['pw']*1e3:.2f} ms, Pushgateway {push_s['pg']*1e3:.2f} ms)")
         time.sleep(pw.interval + 1)  # one analysis tick with them
         rss_before = (rss_kib(pw.pid), rss_kib(pg.pid))
-        lat_pw, lat_pg = [], []
-        size_pw = size_pg = 0
+        lat_pw, lat_pg, lat_gz = [], [], []
+        size_pw = size_pg = size_gz = 0
+        cpu_plain = cpu_gz = 0.0
         for _ in range(scrapes):
+            c0 = threads_cpu(pw.pid)
             dt, body = cpw.get()
+            cpu_plain += threads_cpu(pw.pid) - c0
             lat_pw.append(dt)
             size_pw = len(body)
+            c0 = threads_cpu(pw.pid)
+            dt, body = cpw.get_gzip()
+            cpu_gz += threads_cpu(pw.pid) - c0
+            lat_gz.append(dt)
+            size_gz = len(body)
             dt, body = cpg.get()
             lat_pg.append(dt)
             size_pg = len(body)
         res["steps"].append({
+            "pw_gz_p50": pct(lat_gz, 50), "pw_gz_bytes": size_gz,
+            "pw_cpu_plain": cpu_plain / scrapes, "pw_cpu_gz": cpu_gz / scrapes,
             "pools": n, "pw_push": push_s["pw"], "pg_push": push_s["pg"],
             "pw_rss_noscrape": rss_before[0], "pg_rss_noscrape": rss_before[1],
             "pw_rss": rss_kib(pw.pid), "pg_rss": rss_kib(pg.pid),
@@ -473,6 +491,24 @@ def step_footprint_and_pool_scaling(pw, pg, steps, scrapes):
             f"({s['pw_rss_noscrape']} before scrapes) | pushgateway {s['pg_p50']*1e3:.2f} ms "
             f"{s['pg_rss']} KiB ({s['pg_rss_noscrape']} before scrapes)")
     return res
+
+
+def sidecar_idle(binary):
+    """RSS of a sidecar as the chart runs one beside an application: no database, the
+    socket view on, pushes on loopback; after three analysis ticks with nothing pushed."""
+    port, push = free_port(), free_port()
+    cfg = os.path.join(BASE, "sidecar.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"mode: sidecar\nlisten_address: {HOST}:{port}\npush_listen_address: {HOST}:{push}\n"
+                "log_level: warn\nsocket:\n  peers: 127.0.0.1:5432\n"
+                "analysis:\n  interval_seconds: 2\n  window_seconds: 120\n")
+    p = spawn("sidecar", [binary, "--config", cfg], env=dict(os.environ, POD_NAME="pod-1"))
+    wait_http(f"http://{HOST}:{port}/healthz", proc=p)
+    Http(port).get()
+    time.sleep(7)
+    kib = rss_kib(p.pid)
+    stop_proc(p)
+    return kib
 
 
 def wrk_run(port, method, kind, duration, conns, threads):
@@ -922,6 +958,7 @@ def report(R, args):
     pw1000 = next((s for s in B if s["backends"] == 1000), None)
     L.append(f"| idle | {fmt_mib(idle['poolwatch'])} | {fmt_mib(R['exporter_idle_rss'])} | "
              f"{fmt_mib(idle['pushgateway'])} |")
+    L.append(f"| idle, sidecar mode (no database, socket view on) | {fmt_mib(R['sidecar_idle_rss'])} | – | – |")
     for s in F["steps"]:
         if s["pools"] in (100, 10000):
             L.append(f"| {s['pools']:,} pools / groups: before scrapes, after {args.scale_scrapes} "
@@ -962,6 +999,19 @@ def report(R, args):
         L.append(f"| {s['pools']:,} | {fmt_ms(s['pw_p50'])} | {s['pw_bytes']/1024:.0f} KiB | "
                  f"{fmt_mib(s['pw_rss'])} | {fmt_ms(s['pw_push'])} | {fmt_ms(s['pg_p50'])} | "
                  f"{s['pg_bytes']/1024:.0f} KiB | {fmt_mib(s['pg_rss'])} | {fmt_ms(s['pg_push'])} |")
+    L.append("")
+    L.append("`/metrics` with `Accept-Encoding: gzip` (as Prometheus scrapes), interleaved with "
+             "the plain scrapes above; CPU is poolwatch's threads' time per scrape "
+             "(`/proc/PID/task/*/schedstat`), the analysis tick included when it fell in:")
+    L.append("")
+    L.append("| pools | plain: p50, CPU, bytes | gzip: p50, CPU, bytes | gzip costs | bytes saved |")
+    L.append("|---:|---:|---:|---:|---:|")
+    for s in F["steps"]:
+        L.append(f"| {s['pools']:,} | {fmt_ms(s['pw_p50'])}, {fmt_ms(s['pw_cpu_plain'])}, "
+                 f"{s['pw_bytes']/1024:.0f} KiB | {fmt_ms(s['pw_gz_p50'])}, {fmt_ms(s['pw_cpu_gz'])}, "
+                 f"{s['pw_gz_bytes']/1024:.0f} KiB | +{fmt_ms(s['pw_cpu_gz'] - s['pw_cpu_plain'])} CPU, "
+                 f"+{fmt_ms(s['pw_gz_p50'] - s['pw_p50'])} p50 | "
+                 f"{(1 - s['pw_gz_bytes'] / s['pw_bytes']) * 100:.0f}% |")
     a, b = F["steps"][0], F["steps"][-1]
     L.append("")
     L.append(f"Growth from {a['pools']:,} to {b['pools']:,} pools: poolwatch's /metrics "
@@ -1054,14 +1104,21 @@ def report(R, args):
     B = R["backends"]["steps"]
     e_back = __import__("math").log(B[-1]["sample_duration"] / B[0]["sample_duration"]) / \
         __import__("math").log(B[-1]["backends"] / B[0]["backends"])
-    L.append("### Targets (issue 9), judged on this run")
+    L.append("### Targets (issues 9 and 15), judged on this run")
     L.append("")
     L.append("| target | figure | verdict |")
     L.append("|---|---|---|")
     L.append(f"| /metrics ≥ 10× faster than postgres_exporter's (1,000 backends) | p50 {r50:.1f}×, "
              f"p99 {r99:.1f}×, CPU {rcpu:.1f}× | {verdict(r50 >= 10 and r99 >= 10)} |")
     for label, v in mem_items:
-        L.append(f"| RSS below half, {label} | {v:.2f} | {verdict(v < 0.5)} |")
+        L.append(f"| RSS at most half, {label} | {v:.2f} | {verdict(v <= 0.5)} |")
+    sc = R["sidecar_idle_rss"]
+    L.append(f"| sidecar idle under 4 MiB | {fmt_mib(sc)} | {verdict(sc < 4096)} |")
+    gz = {s["pools"]: s for s in F["steps"]}
+    gz_txt = "; ".join(f"{n:,} pools: {(1 - gz[n]['pw_gz_bytes'] / gz[n]['pw_bytes']) * 100:.0f}% fewer bytes "
+                       f"for +{fmt_ms(gz[n]['pw_cpu_gz'] - gz[n]['pw_cpu_plain'])} CPU"
+                       for n in (1000, 10000) if n in gz)
+    L.append(f"| gzip on /metrics when asked | {gz_txt} | {verdict(bool(gz_txt))} |")
     for nm in ("poolwatch JSON", "poolwatch Pushgateway format"):
         L.append(f"| push ≥ 5× the Pushgateway's, {nm} | {push_ratio[nm]:.1f}× | "
                  f"{verdict(push_ratio[nm] >= 5)} |")
@@ -1102,7 +1159,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="shorter runs, shortened analysis and alert holds (<= 15 min)")
     ap.add_argument("--no-write", action="store_true", help="print the tables, leave docs/benchmarks.md alone")
-    ap.add_argument("--no-build", action="store_true", help="use target/release/poolwatch as it is")
+    ap.add_argument("--no-build", action="store_true", help=f"use target/{MUSL}/release/poolwatch as it is")
+    ap.add_argument("--binary", help="the poolwatch binary to measure (default: the static musl build)")
     ap.add_argument("--leak-every", type=float, default=None, help="seconds between leaked connections (default 2 quick, 5 full)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-detection", action="store_true")
@@ -1136,13 +1194,16 @@ def main():
         signal.signal(sig, on_signal)
     t_start = time.time()
     try:
-        binary = os.path.join(REPO, "target", "release", "poolwatch")
-        if not args.no_build:
-            log("cargo build --release")
-            if subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO).returncode:
+        # The binary as the image ships it: static, musl (Dockerfile).
+        binary = args.binary or os.path.join(REPO, "target", MUSL, "release", "poolwatch")
+        if not args.no_build and not args.binary:
+            log(f"cargo build --release --target {MUSL}")
+            if subprocess.run(["cargo", "build", "--release", "--quiet", "--locked",
+                               "--target", MUSL], cwd=REPO).returncode:
                 if not os.path.isfile(binary):
-                    sys.exit("cargo build --release failed and no target/release/poolwatch")
-                log("WARNING: cargo build failed; using the existing target/release/poolwatch")
+                    sys.exit(f"cargo build --release --target {MUSL} failed and no {binary} "
+                             f"(rustup target add {MUSL}; apt-get install musl-tools)")
+                log(f"WARNING: cargo build failed; using the existing {binary}")
         R = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "interval": 5}
         R["versions"] = {
             "poolwatch": version([binary, "--version"], r"(\d+\.\d+\.\d+\S*)"),
@@ -1173,6 +1234,7 @@ def main():
         pw.wait_samples(1)
         time.sleep(2)
         R["exporter_idle_rss"] = rss_kib(ex.pid)
+        R["sidecar_idle_rss"] = sidecar_idle(binary)
 
         log("footprint and pool scaling")
         R["pools"] = step_footprint_and_pool_scaling(pw, pg, pool_steps, args.scale_scrapes)
