@@ -14,7 +14,7 @@ pub fn check_limits(families: &[Family], limits: &Limits) {
         assert!(f.name.len() <= limits.max_name_len);
         for s in &f.samples {
             assert!(s.labels.len() <= limits.max_labels);
-            for (k, v) in &s.labels {
+            for (k, v) in s.labels.iter() {
                 assert!(k.len() <= limits.max_name_len);
                 assert!(v.len() <= limits.max_label_value_len);
             }
