@@ -35,7 +35,7 @@ ENV CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc \
     CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
 WORKDIR /src
 # Dependencies first, in their own layer, so that editing src/ does not rebuild them. The
-# manifest names the benchmark, so cargo needs a file there to read it.
+# manifest names the benchmarks, so cargo needs a file for each to read it.
 COPY Cargo.toml Cargo.lock ./
 RUN case "$TARGETARCH" in \
       amd64) echo x86_64-unknown-linux-musl ;; \
@@ -45,7 +45,8 @@ RUN case "$TARGETARCH" in \
  && mkdir src benches \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && echo 'fn main() {}' > benches/analysis.rs \
+ && sed -n '/^\[\[bench\]\]/,/^name/s/^name = "\(.*\)"$/\1/p' Cargo.toml >benches/names \
+ && while read -r bench; do echo 'fn main() {}' > "benches/$bench.rs"; done <benches/names \
  && cargo build --release --locked --target "$(cat rust-target)" \
  && rm -rf src benches
 COPY src ./src
