@@ -2,11 +2,12 @@
 """poolwatch side by side with postgres_exporter and the Pushgateway (issue 9).
 
 One run: a throwaway PostgreSQL, poolwatch (release build), Debian's
-prometheus-postgres-exporter and prometheus-pushgateway, wrk, and (for detection) a
-real Prometheus; everything on 127.0.0.1, every loop bounded. Writes the tables between
+prometheus-postgres-exporter and prometheus-pushgateway, and wrk; everything on
+127.0.0.1, every loop bounded. Detection is measured by bench/detection.py (shipped
+defaults, real programs, docs/detection.md). Writes the tables between
 `<!-- bench:begin -->` and `<!-- bench:end -->` in docs/benchmarks.md.
 
-    python3 bench/run.py [--quick] [--no-write] [--leak-every SECONDS] [--runs N]
+    python3 bench/run.py [--quick] [--no-write] [--runs N]
 
 Standard library only (plus the binaries above). See docs/benchmarks.md.
 """
@@ -23,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
@@ -677,163 +677,6 @@ def step_backends(pw, ex, cluster, holder, steps, runs, scrapes, scale_scrapes, 
     return out
 
 
-# --------------------------------------------------------------------------- detection
-
-def prom_rules(quick, for_short):
-    src = open(os.path.join(REPO, "alerts", "poolwatch.rules.yaml")).read()
-    if quick:
-        src = re.sub(r"^(\s+)for: \d+m\s*$", rf"\1for: {for_short}", src, flags=re.M)
-    pw_rules = os.path.join(BASE, "poolwatch.rules.yaml")
-    with open(pw_rules, "w") as f:
-        f.write(src)
-    ex_for = for_short if quick else "5m"
-    ex_rules = os.path.join(BASE, "exporter80.rules.yaml")
-    with open(ex_rules, "w") as f:
-        f.write(f"""groups:
-  - name: exporter.capacity
-    rules:
-      # The fixed rule in common use: connections above 80% of max_connections.
-      - alert: PostgresTooManyConnections
-        expr: |
-          sum by (job, instance) (pg_stat_activity_count)
-            > on (job, instance)
-          0.8 * max by (job, instance) (pg_settings_max_connections)
-        for: {ex_for}
-        labels:
-          severity: warning
-""")
-    return pw_rules, ex_rules, ex_for
-
-
-def step_detection(binary, quick, leak_every, timeout):
-    log("detection: second cluster with max_connections = 100")
-    cl = Cluster("pg-detect", {"max_connections": "100"})
-    cl.sql("CREATE ROLE pw_bench LOGIN; GRANT pg_monitor TO pw_bench;"
-           "CREATE ROLE pe_bench LOGIN; GRANT pg_monitor TO pe_bench;"
-           "CREATE ROLE app_user LOGIN;")
-    if quick:
-        analysis = {"idle_in_use_seconds": 20, "disagreement_hold_seconds": 30,
-                    "window_seconds": 300}
-        interval, for_short = 5, "30s"
-    else:
-        analysis, interval, for_short = {}, 15, None
-    pw = Poolwatch(binary, cl, name="poolwatch-detect", interval=interval, analysis=analysis)
-    ex = Exporter(cl, name="exporter-detect")
-    pw_rules, ex_rules, ex_for = prom_rules(quick, for_short)
-    prom_port = free_port()
-    pcfg = os.path.join(BASE, "prometheus.yml")
-    with open(pcfg, "w") as f:
-        f.write(f"""global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files: [{pw_rules}, {ex_rules}]
-scrape_configs:
-  - job_name: poolwatch
-    honor_labels: true
-    static_configs: [{{targets: ["{HOST}:{pw.port}"]}}]
-  - job_name: postgres_exporter
-    static_configs: [{{targets: ["{HOST}:{ex.port}"]}}]
-""")
-    prom = spawn("prometheus", ["prometheus", f"--config.file={pcfg}",
-                                f"--storage.tsdb.path={os.path.join(BASE, 'prom-data')}",
-                                f"--web.listen-address={HOST}:{prom_port}"])
-    wait_http(f"http://{HOST}:{prom_port}/-/ready")
-    pw.wait_samples(2)
-    time.sleep(3)
-
-    events = {}
-    leaked = []
-    stop = threading.Event()
-    state = {"refused": None, "count": 0}
-
-    def push(k):
-        body = json.dumps({"max_open": 0, "open": k, "in_use": k, "idle": 0}).encode()
-        try:
-            Http(pw.port).request("POST", "/api/v1/pools/orders-worker/primary?instance=worker-0",
-                                  body, {"Content-Type": "application/json"})
-        except Exception:  # noqa: BLE001
-            pass
-
-    def leaker():
-        push(0)
-        next_at = time.time()
-        last_push = 0.0
-        while not stop.is_set():
-            now = time.time()
-            if now >= next_at:
-                next_at += leak_every
-                try:
-                    c = pgwire.Conn(HOST, cl.port, "app_user", "postgres", "orders-worker")
-                    c.query("SELECT id FROM generate_series(1, 3) AS id")
-                    leaked.append(c)
-                    state["count"] = len(leaked)
-                    if len(leaked) == 1:
-                        events["first_leak"] = time.time()
-                except (pgwire.PgError, OSError) as e:
-                    if state["refused"] is None:
-                        state["refused"] = (time.time(), str(e))
-                push(len(leaked))
-                last_push = time.time()
-            elif now - last_push >= 5:
-                push(len(leaked))
-                last_push = now
-            stop.wait(0.1)
-
-    th = threading.Thread(target=leaker, daemon=True)
-    th.start()
-    deadline = time.time() + timeout
-    first80 = None
-    try:
-        while time.time() < deadline:
-            if first80 is None and state["count"] >= 80:
-                first80 = time.time()
-            if "pw_leak" not in events:
-                try:
-                    v = metric_value(pw.metrics(), "poolwatch_app_leak_suspected",
-                                     {"app": "orders-worker"})
-                    if v == 1:
-                        events["pw_leak"] = time.time()
-                except Exception:  # noqa: BLE001
-                    pass
-            try:
-                with urllib.request.urlopen(f"http://{HOST}:{prom_port}/api/v1/alerts",
-                                            timeout=5) as r:
-                    alerts = json.load(r)["data"]["alerts"]
-            except Exception:  # noqa: BLE001
-                alerts = []
-            for a in alerts:
-                name = a["labels"]["alertname"]
-                if a["state"] == "firing" and ("firing", name) not in events:
-                    events[("firing", name)] = time.time()
-                if ("active", name) not in events:
-                    events[("active", name)] = time.time()
-            have_pw_alert = any(k[0] == "firing" and k[1].startswith("PoolwatchConnection")
-                                for k in events if isinstance(k, tuple))
-            if "pw_leak" in events and have_pw_alert and \
-                    ("firing", "PostgresTooManyConnections") in events:
-                break
-            time.sleep(0.5)
-    finally:
-        stop.set()
-        th.join(timeout=10)
-        for c in leaked:
-            c.close()
-        stop_proc(prom)
-        stop_proc(pw.proc)
-        stop_proc(ex.proc)
-        cl.stop()
-    t0 = events.get("first_leak")
-    rel = {}
-    for k, v in events.items():
-        key = k if isinstance(k, str) else f"{k[0]}:{k[1]}"
-        rel[key] = round(v - t0, 1) if t0 else None
-    rel["80pct_connections"] = round(first80 - t0, 1) if first80 and t0 else None
-    rel["server_refused"] = round(state["refused"][0] - t0, 1) if state["refused"] and t0 else None
-    return {"events": rel, "leak_every": leak_every, "quick": quick, "interval": interval,
-            "analysis": analysis or "defaults", "for_short": for_short, "ex_for": ex_for,
-            "timeout": timeout, "leaked": state["count"]}
-
-
 # --------------------------------------------------------------------------- report
 
 def fmt_ms(s):
@@ -1043,49 +886,6 @@ def report(R, args):
              "(section above) times the tick itself.")
     L.append("")
 
-    # 5. detection
-    D = R["detection"]
-    E = D["events"]
-    L.append("### 5. Detection: one connection leaked every "
-             f"{D['leak_every']:g} s against `max_connections = 100`")
-    L.append("")
-    if D["quick"]:
-        L.append(f"Quick mode: poolwatch interval {D['interval']} s with shortened analysis "
-                 f"(`{json.dumps(D['analysis'])}`), and a copy of `alerts/poolwatch.rules.yaml` "
-                 f"with every `for:` set to {D['for_short']}; the 80% rule on the exporter's "
-                 f"metrics uses the same `for: {D['ex_for']}`.")
-    else:
-        L.append(f"Full mode: poolwatch's default analysis settings (interval {D['interval']} s), "
-                 "`alerts/poolwatch.rules.yaml` as shipped (`for: 5m` on "
-                 "PoolwatchConnectionLeak), and the 80% rule with `for: 5m`, the same hold "
-                 "as poolwatch's own PoolwatchServerNearCapacity.")
-    L.append(" The leaking client (`application_name = orders-worker`) runs a query and keeps "
-             "the connection idle in `ClientRead`, and pushes its pool (`in_use` = leaked, "
-             "`max_open` 0: no pool cap, so the server's limit is the one reached) to "
-             "poolwatch's JSON endpoint after each leak. Prometheus scrapes both every second "
-             "(`honor_labels: true` for poolwatch) and evaluates every second. The 80% rule: "
-             "`sum(pg_stat_activity_count) > 0.8 * pg_settings_max_connections`. One run "
-             f"(bounded at {D['timeout']} s); seconds after the first leaked connection:")
-    L.append("")
-    L.append("| event | seconds after the first leak |")
-    L.append("|---|---:|")
-
-    def ev(label, key):
-        v = E.get(key)
-        L.append(f"| {label} | {v if v is not None else 'not before the run stopped'} |")
-    ev("poolwatch `poolwatch_app_leak_suspected` = 1", "pw_leak")
-    ev("PoolwatchConnectionLeak pending (condition true in Prometheus)", "active:PoolwatchConnectionLeak")
-    ev("PoolwatchConnectionLeak firing", "firing:PoolwatchConnectionLeak")
-    ev("PoolwatchConnectionExhaustionPredicted firing", "firing:PoolwatchConnectionExhaustionPredicted")
-    ev("80 client connections open", "80pct_connections")
-    ev("80% rule on the exporter's metrics pending", "active:PostgresTooManyConnections")
-    ev("80% rule on the exporter's metrics firing", "firing:PostgresTooManyConnections")
-    ev("PoolwatchServerNearCapacity firing", "firing:PoolwatchServerNearCapacity")
-    ev("server refused the leaking client (full)", "server_refused")
-    L.append("")
-    L.append(f"The run stops once every alert above has fired or at its bound; "
-             f"{D['leaked']} connections had leaked by then.")
-    L.append("")
     R["_ratios"] = {"scrape_p50": r50, "scrape_p99": r99, "cpu": rcpu, "push": push_ratio}
 
     # targets of issue 9, judged on this run's figures
@@ -1157,13 +957,11 @@ def version(argv, pat):
 def main():
     global BASE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="shorter runs, shortened analysis and alert holds (<= 15 min)")
+    ap.add_argument("--quick", action="store_true", help="shorter runs (about 10 min)")
     ap.add_argument("--no-write", action="store_true", help="print the tables, leave docs/benchmarks.md alone")
     ap.add_argument("--no-build", action="store_true", help=f"use target/{MUSL}/release/poolwatch as it is")
     ap.add_argument("--binary", help="the poolwatch binary to measure (default: the static musl build)")
-    ap.add_argument("--leak-every", type=float, default=None, help="seconds between leaked connections (default 2 quick, 5 full)")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--skip-detection", action="store_true")
     args = ap.parse_args()
     q = args.quick
     args.scrapes = 100 if q else 200
@@ -1171,8 +969,6 @@ def main():
     args.samples = 3 if q else 5
     args.push_seconds = 5 if q else 10
     args.wrk_conns, args.wrk_threads = 16, 2
-    leak_every = args.leak_every or (2.0 if q else 5.0)
-    det_timeout = 420 if q else 1500
     backend_steps = [100, 1000, 5000]
     pool_steps = [100, 1000, 10000]
 
@@ -1271,14 +1067,6 @@ def main():
             "p10000_vs_pushgateway": s10k["pw_rss"] / s10k["pg_rss"],
             "b1000_vs_exporter": b1000["pw_rss"] / b1000["ex_rss"] if b1000 else None,
         }
-
-        if args.skip_detection:
-            R["detection"] = {"events": {}, "leak_every": leak_every, "quick": q,
-                              "interval": 0, "analysis": "skipped", "for_short": None,
-                              "ex_for": None, "timeout": 0, "leaked": 0}
-        else:
-            R["detection"] = step_detection(binary, q, leak_every, det_timeout)
-            log("detection:", json.dumps(R["detection"]["events"]))
 
         section = report(R, args)
         out = os.path.join(tempfile.gettempdir(), "poolwatch-bench-results.json")
