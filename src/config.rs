@@ -88,6 +88,10 @@ pub struct Config {
     pub analysis: AnalysisSettings,
     /// The watched database; `None` runs push-only.
     pub database: Option<DatabaseConfig>,
+    /// The `database` label of every view series: the watched database's name, else
+    /// (sidecar mode without a database) `database.name` or the first socket peer. `None`
+    /// when nothing names a database: the label is left out.
+    pub database_label: Option<String>,
     /// Things worth a log line at start that are not errors.
     pub warnings: Vec<String>,
 }
@@ -331,7 +335,8 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
     let http = HttpConfig::from_values(&mut v);
     let web = HttpConfig::web_from_values(&mut v);
     let pools = PoolsConfig::from_values(&mut v);
-    let database = DatabaseConfig::from_values(&mut v);
+    let database_name = DatabaseConfig::name_from_values(&mut v);
+    let database = DatabaseConfig::from_values(&mut v, database_name.clone());
     let pod_ip = match v.text(&POD_IP).filter(|s| !s.is_empty()) {
         Some(ip) => ip
             .parse::<IpAddr>()
@@ -344,6 +349,15 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
         mode,
         database.as_ref().and_then(DatabaseConfig::peer),
     );
+    let database_label = match &database {
+        Some(db) => Some(db.name.clone()),
+        None => database_name.or_else(|| socket.as_ref().and_then(|s| s.peers.first().cloned())),
+    };
+    if database_label.is_none() && mode == Mode::Sidecar {
+        v.warn(
+            "no database.name, database or socket.peers: series carry no database label, so the same application on two databases cannot be told apart; set database.name".into(),
+        );
+    }
     let analysis =
         AnalysisSettings::from_values(&mut v, database.as_ref().map(|d| d.interval), pools.expiry);
     let (problems, warnings) = v.finish();
@@ -365,6 +379,7 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
         socket,
         analysis,
         database,
+        database_label,
         warnings,
     })
 }

@@ -507,12 +507,14 @@ async fn a_real_prometheus_loads_the_rules_against_a_real_poolwatch() {
                 .as_array()
                 .is_some_and(|ts| ts.iter().any(|t| t["health"] == "up"));
         }
-        // The rules evaluate on scraped data, and honor_labels keeps the pushed instance.
+        // The rules evaluate on scraped data: the target's instance, the pushed replica as
+        // app_instance.
         let q = "/api/v1/query?query=poolwatch%3Apool_in_use_connections%3Aratio";
         if let Some(v) = get_json(addr, q).await {
             done[2] = v["data"]["result"].as_array().is_some_and(|rs| {
                 rs.iter().any(|r| {
-                    r["metric"]["instance"] == "billing-pod-1"
+                    r["metric"]["app_instance"] == "billing-pod-1"
+                        && r["metric"]["instance"] == d.addr.to_string()
                         && r["metric"]["app"] == "billing"
                         && r["metric"]["job"] == "poolwatch"
                         && r["value"][1] == "0.5"
@@ -528,7 +530,7 @@ async fn a_real_prometheus_loads_the_rules_against_a_real_poolwatch() {
     assert!(done[1], "poolwatch target not up\nprometheus log:\n{plog}");
     assert!(
         done[2],
-        "recording rule not evaluated on scraped data with the pushed instance\n{plog}"
+        "recording rule not evaluated on scraped data with the pushed app_instance\n{plog}"
     );
     drop(guard);
     d.stop().await;

@@ -1084,18 +1084,33 @@ fn config_defaults_validate_and_bad_values_name_their_field() {
 
 // ---- The promtool file ----
 
+/// The `database` label of the shapes' series: a central poolwatch's default, the
+/// database's `host:port`.
+const DATABASE: &str = "orders-db:5432";
+
 /// Series name and labels (rendered) to the value at each scrape (`None`: absent).
 type Series = BTreeMap<String, Vec<Option<f64>>>;
 
+/// A label set as Prometheus stores it: an empty value is no label.
 fn labels(pairs: &[(&str, &str)]) -> String {
-    let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    let inner: Vec<String> = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect();
     format!("{{{}}}", inner.join(","))
 }
 
-/// What poolwatch exports for one tick, as the shipped rules read it.
+/// What poolwatch exports for one tick, as Prometheus stores it and the shipped rules
+/// read it: the target's `job` and `instance`, then poolwatch's `database` and the view's
+/// labels (a central poolwatch: no `app_instance` on the application series).
 fn exported(c: &Case, k: &Tick, out: &mut Vec<(String, f64)>) {
     const TARGET: &str = "db-watch:19187";
-    let base = [("job", "poolwatch"), ("instance", TARGET)];
+    let base = [
+        ("job", "poolwatch"),
+        ("instance", TARGET),
+        ("database", DATABASE),
+    ];
     let app = AppKey::new(c.app.0, c.app.1);
     let n = |v: Option<u64>| v.map(|v| v as f64);
     if let Some(a) = k.findings.apps.get(&app) {
@@ -1174,8 +1189,10 @@ fn exported(c: &Case, k: &Tick, out: &mut Vec<(String, f64)>) {
         let s = &e.snapshot;
         let l = labels(&[
             ("job", "poolwatch"),
-            ("instance", &key.instance),
+            ("instance", TARGET),
+            ("database", DATABASE),
             ("app", c.slug),
+            ("app_instance", &key.instance),
             ("pool", &key.pool),
         ]);
         let in_use = s.in_use.unwrap_or(0) as f64;
@@ -1239,7 +1256,13 @@ fn exported(c: &Case, k: &Tick, out: &mut Vec<(String, f64)>) {
         f64::from(lim.reserved_connections),
     ));
     out.push((format!("poolwatch_pg_up{l}"), 1.0));
-    out.push((format!("up{l}"), 1.0));
+    out.push((
+        format!(
+            "up{}",
+            labels(&[("job", "poolwatch"), ("instance", TARGET)])
+        ),
+        1.0,
+    ));
     let l = pg(&[("kind", "too_many_connections")]);
     out.push((format!("poolwatch_pg_sample_errors_total{l}"), 0.0));
 }
@@ -1361,7 +1384,7 @@ fn shapes_file() -> String {
             Expect::Healthy { quiet } => {
                 let _ = writeln!(
                     doc,
-                    "  - expr: count_over_time(ALERTS{{alertstate=\"firing\",alertname=~\"{quiet}\"}}[{window}])\n    eval_time: {}s\n    exp_samples: []\n  - expr: max_over_time(poolwatch_app_leak_suspected[{window}])\n    eval_time: {}s\n    exp_samples:\n    - labels: '{{app=\"{}\",instance=\"db-watch:19187\",job=\"poolwatch\"}}'\n      value: 0",
+                    "  - expr: count_over_time(ALERTS{{alertstate=\"firing\",alertname=~\"{quiet}\"}}[{window}])\n    eval_time: {}s\n    exp_samples: []\n  - expr: max_over_time(poolwatch_app_leak_suspected[{window}])\n    eval_time: {}s\n    exp_samples:\n    - labels: '{{app=\"{}\",database=\"{DATABASE}\",instance=\"db-watch:19187\",job=\"poolwatch\"}}'\n      value: 0",
                     end, end, c.slug
                 );
             }
