@@ -192,20 +192,44 @@ fn every_alert_is_annotated_and_has_a_runbook() {
         let description = a["description"]
             .as_str()
             .unwrap_or_else(|| panic!("{name}: no description"));
-        assert!(
-            description.contains("$labels.instance"),
-            "{name}: description must name the instance"
-        );
-        // A state alert (`== 0`: down, unreachable) has no value worth showing.
+        // Every alert on a view series names the database it is about (the label model:
+        // docs/metrics.md), with a fallback for a series without one; the target alert
+        // names the poolwatch that is down.
         let expr = r["expr"].as_str().unwrap();
+        if expr.contains("poolwatch_") {
+            assert!(
+                description.contains("with $labels.database"),
+                "{name}: description must name the database, and not leave a gap without one"
+            );
+            assert!(
+                !description.contains("on {{ $labels.instance }}"),
+                "{name}: the target's instance is the poolwatch, not the database or the replica"
+            );
+        } else {
+            assert!(
+                description.contains("$labels.instance"),
+                "{name}: description must name the target"
+            );
+        }
+        if description.contains("$labels.app_instance") {
+            assert!(
+                description.contains("with $labels.app_instance"),
+                "{name}: app_instance is absent in central mode: no dangling text without it"
+            );
+        }
+        // A state alert (`== 0`: down, unreachable) has no value worth showing.
         assert!(
             description.contains("$value") || expr.contains("== 0"),
             "{name}: description must give the current value"
         );
         if expr.contains("poolwatch_app_") || expr.contains("poolwatch_pool_") {
             assert!(
-                description.contains("$labels.app"),
+                description.contains("$labels.app }}"),
                 "{name}: description must name the application"
+            );
+            assert!(
+                description.contains("with $labels.app_instance"),
+                "{name}: description must name the replica when there is one"
             );
         }
         let url = a["runbook_url"]
