@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod prometheus;
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
