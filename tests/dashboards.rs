@@ -260,6 +260,27 @@ fn dashboards_follow_the_conventions() {
                     "{file}: {title}: target datasource"
                 );
                 let expr = t["expr"].as_str().unwrap();
+                // The label model: an application is only one per database (and cluster
+                // and namespace), the replica is app_instance, never the target's instance.
+                for (at, _) in expr.match_indices(" by (") {
+                    let by = &expr[at + 5..at + expr[at..].find(')').unwrap()];
+                    let by: Vec<&str> = by.split(',').map(str::trim).collect();
+                    if by
+                        .iter()
+                        .any(|l| ["app", "app_instance", "pool"].contains(l))
+                    {
+                        for l in ["cluster", "namespace", "database"] {
+                            assert!(
+                                by.contains(&l),
+                                "{file}: {title}: grouping by application without {l}: {expr}"
+                            );
+                        }
+                    }
+                }
+                assert!(
+                    !expr.contains("$instance") && !expr.contains("application_name=~\"$app\""),
+                    "{file}: {title}: select the replica by app_instance and the server view by the pool's application_name: {expr}"
+                );
                 for f in ["rate(", "irate(", "increase("] {
                     for (at, _) in expr.match_indices(f) {
                         let rest = &expr[at..];
@@ -286,7 +307,19 @@ fn dashboards_follow_the_conventions() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["datasource", "job", "app", "instance", "datname"]);
+    assert_eq!(
+        names,
+        [
+            "datasource",
+            "job",
+            "cluster",
+            "namespace",
+            "database",
+            "app",
+            "app_instance",
+            "datname"
+        ]
+    );
     eprintln!("conventions: {total_panels} panels, {total_targets} queries checked");
 }
 
@@ -486,6 +519,13 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             let selector = substitute(selector.trim(), &values);
             let got = prom.label_values(label.trim(), &selector, start, end).await;
             eprintln!("{file}: ${name} = {got:?}");
+            // cluster and namespace exist only where the Prometheus setup adds them (not
+            // here): empty, and their All (.*) matches series without them.
+            if ["cluster", "namespace"].contains(&name) {
+                assert!(got.is_empty(), "{file}: {name}: {got:?}");
+                values.insert(name, ".*");
+                continue;
+            }
             assert!(!got.is_empty(), "{file}: variable {name} ({q}) is empty");
             var_lists += 1;
             let chosen = match name {
@@ -495,6 +535,10 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
                 }
                 "datname" => {
                     assert!(got.contains(&Value::from("postgres")), "{file}: {got:?}");
+                    ".*"
+                }
+                "database" => {
+                    assert_eq!(got, [Value::from(pg.database())], "{file}");
                     ".*"
                 }
                 _ if v["includeAll"] == true => ".*",
