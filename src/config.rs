@@ -498,6 +498,47 @@ mod tests {
         }
     }
 
+    /// The `database` label: the database's host:port, `database.name` over it, a
+    /// sidecar's first socket peer without a database, none (with a warning in sidecar
+    /// mode only) when nothing names one.
+    #[test]
+    fn database_label_sources() {
+        let central = |file: &str| load_with(Some(file), &[], &[]).unwrap();
+        let c = central("database:\n  url: postgres://u@db.internal:6432/d\n");
+        assert_eq!(c.database_label.as_deref(), Some("db.internal:6432"));
+        let c = central("database:\n  url: postgres://u@db.internal/d\n  name: orders\n");
+        assert_eq!(c.database_label.as_deref(), Some("orders"));
+        let c = central("");
+        assert_eq!(c.database_label, None);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        let sidecar = |file: &str| {
+            load_with(
+                Some(&format!("mode: sidecar\n{file}")),
+                &[],
+                &[("POD_NAME", "api-1")],
+            )
+            .unwrap()
+        };
+        let c = sidecar("socket:\n  peers: pg-a.internal:5432,pg-b.internal:5432\n");
+        assert_eq!(c.database_label.as_deref(), Some("pg-a.internal:5432"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = sidecar("database:\n  name: orders\nsocket:\n  peers: 10.0.0.5:5432\n");
+        assert_eq!(c.database_label.as_deref(), Some("orders"));
+        let c = sidecar("");
+        assert_eq!(c.database_label, None);
+        assert!(
+            c.warnings.iter().any(|w| w.contains("database.name")),
+            "{:?}",
+            c.warnings
+        );
+        let flags = [("database.name", "from-flag")];
+        let c = load_with(None, &flags, &[("POOLWATCH_DATABASE_NAME", "from-env")]).unwrap();
+        assert_eq!(c.database_label.as_deref(), Some("from-flag"));
+        let c = load_with(None, &[], &[("POOLWATCH_DATABASE_NAME", "from-env")]).unwrap();
+        assert_eq!(c.database_label.as_deref(), Some("from-env"));
+    }
+
     #[test]
     fn secrets_never_shown() {
         let url = "postgres://watcher:hunter2-secret@db:5432/app";
