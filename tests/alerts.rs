@@ -559,3 +559,121 @@ async fn a_real_prometheus_loads_the_rules_against_a_real_poolwatch() {
     drop(guard);
     d.stop().await;
 }
+
+/// An alert's labels, `alertname` included.
+type Labels = BTreeMap<String, String>;
+
+/// Every alert the unit tests expect to fire, with its labels: the label shape the rules
+/// give alerts on the series Prometheus stores.
+fn expected_alerts() -> Vec<Labels> {
+    let mut out = Vec::new();
+    for f in test_files() {
+        let doc = yaml(&f);
+        for t in doc["tests"].as_sequence().expect("tests") {
+            for c in t["alert_rule_test"].as_sequence().into_iter().flatten() {
+                let name = c["alertname"].as_str().unwrap();
+                for a in c["exp_alerts"].as_sequence().into_iter().flatten() {
+                    let mut l: Labels = a["exp_labels"]
+                        .as_mapping()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                Value::String(s) => s.clone(),
+                                other => serde_yaml::to_string(other).unwrap().trim().to_string(),
+                            };
+                            (k.as_str().unwrap().to_string(), v)
+                        })
+                        .collect();
+                    l.insert("alertname".into(), name.into());
+                    out.push(l);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether `alert` satisfies the matchers (`name="value"` or `name=~"a|b"`, the forms the
+/// example uses; a regex of plain alternatives only).
+fn matches(matchers: &Value, alert: &Labels) -> bool {
+    matchers.as_sequence().unwrap().iter().all(|m| {
+        let m = m.as_str().unwrap();
+        let (name, op, want) = if let Some((n, v)) = m.split_once("=~") {
+            (n, "=~", v)
+        } else {
+            let (n, v) = m.split_once('=').unwrap();
+            (n, "=", v)
+        };
+        let want = want.trim_matches('"');
+        let have = alert.get(name).map_or("", String::as_str);
+        match op {
+            "=" => have == want,
+            _ => {
+                assert!(
+                    want.chars().all(|c| c.is_ascii_alphanumeric() || c == '|'),
+                    "{m}: only plain alternatives are understood here"
+                );
+                want.split('|').any(|w| w == have)
+            }
+        }
+    })
+}
+
+/// Alertmanager's `equal`: the same value in both, an absent label equal to an empty one.
+fn equal(labels: &Value, a: &Labels, b: &Labels) -> bool {
+    labels.as_sequence().unwrap().iter().all(|l| {
+        let l = l.as_str().unwrap();
+        a.get(l).map_or("", String::as_str) == b.get(l).map_or("", String::as_str)
+    })
+}
+
+/// Each inhibition of the Alertmanager example silences some alert the rules really
+/// raise, with the labels they really carry (the unit tests' expected alerts), and only on
+/// the same database: the same target alert on another database stays.
+#[test]
+fn inhibitions_match_the_alerts_the_rules_raise() {
+    let am = yaml(&root().join("alerts/alertmanager.example.yaml"));
+    let alerts = expected_alerts();
+    let group_by: Vec<&str> = am["route"]["group_by"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(group_by, ["alertname", "database", "app"]);
+    for rule in am["inhibit_rules"].as_sequence().unwrap() {
+        let sources: Vec<&Labels> = alerts
+            .iter()
+            .filter(|a| matches(&rule["source_matchers"], a))
+            .collect();
+        let targets: Vec<&Labels> = alerts
+            .iter()
+            .filter(|a| matches(&rule["target_matchers"], a))
+            .collect();
+        let pair = sources.iter().find_map(|s| {
+            targets
+                .iter()
+                .find(|t| *s != **t && equal(&rule["equal"], s, t))
+                .map(|t| (*s, *t))
+        });
+        let (s, t) = pair.unwrap_or_else(|| {
+            panic!(
+                "inhibition {rule:?} silences no alert the rules raise: sources {sources:?}, targets {targets:?}"
+            )
+        });
+        let needs_database = rule["equal"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|l| l == "database");
+        if needs_database {
+            let mut elsewhere = t.clone();
+            elsewhere.insert("database".into(), "another-db:5432".into());
+            assert!(
+                !equal(&rule["equal"], s, &elsewhere),
+                "{rule:?}: silences {t:?} on another database too"
+            );
+        }
+    }
+}
