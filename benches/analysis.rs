@@ -89,6 +89,7 @@ fn run(pools: usize, backends: usize) -> (Duration, Duration, usize, (usize, usi
             aggregates: aggregate(&rows, 200),
             backends: rows.clone(),
             own_client_port: None,
+            connection_limits: Default::default(),
         };
         sampler.publish(ServerState {
             up: true,

@@ -10,6 +10,7 @@ use std::time::Instant;
 use poolwatch::app::Core;
 use poolwatch::ingest::{PoolKey, PoolPush, PoolSnapshot};
 use poolwatch::sampler::activity::{aggregate, Backend};
+use poolwatch::sampler::limits::{ConnectionLimit, ConnectionLimits};
 use poolwatch::sampler::settings::Limits;
 use poolwatch::sampler::{Sample, ServerState};
 use poolwatch::tick::PeerSockets;
@@ -136,6 +137,22 @@ fn render(mode: &str) -> String {
             let age = 15.0 * f64::from(tick - j) + 1.0;
             rows.push(backend(200 + j as i32, "billing", "idle", (age, None, age)));
         }
+        // Role `app` (billing's and worker's) is limited to 60 connections, which billing's
+        // leak reaches before the server's 97 usable; the database `shop` to 200. The
+        // counts include poolwatch's own session (in `shop`, as `watcher`).
+        let role_app = rows.iter().filter(|b| b.usename == "app").count() as i64;
+        let connection_limits = ConnectionLimits {
+            roles: vec![ConnectionLimit {
+                name: "app".into(),
+                limit: 60,
+                backends: role_app,
+            }],
+            databases: vec![ConnectionLimit {
+                name: "shop".into(),
+                limit: 200,
+                backends: rows.len() as i64 + 1,
+            }],
+        };
         let sample = Sample {
             at_unix: now,
             limits: Limits {
@@ -143,6 +160,7 @@ fn render(mode: &str) -> String {
                 reserved_connections: 3,
                 server_time_unix: now,
             },
+            connection_limits,
             aggregates: aggregate(&rows, 200),
             backends: rows,
             own_client_port: None,

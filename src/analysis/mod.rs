@@ -63,6 +63,7 @@ pub mod attribute;
 pub mod compare;
 pub mod evidence;
 pub mod history;
+pub mod limits;
 pub mod stuck;
 pub mod trend;
 
@@ -75,6 +76,7 @@ use crate::Mode;
 
 pub use attribute::{AppKey, Attribution};
 pub use compare::AppView;
+pub use limits::ServerLimit;
 pub use stuck::{StuckBackend, StuckReason};
 
 use history::{count32, AppPoint, History, PoolPoint};
@@ -327,9 +329,13 @@ pub struct AppFinding {
     /// Seconds until the pools' caps are reached at their current growth (the sooner of
     /// the `open` and `in_use` trends); `None` without a cap or without growth.
     pub eta_pool_seconds: Option<f64>,
-    /// Seconds until the server's usable connections (`max_connections` minus reserved)
-    /// are used up at this application's growth; `None` without growth or server limits.
+    /// Seconds until the first server-side limit that applies to the application is
+    /// reached at its growth: the server's usable connections (`max_connections` minus
+    /// reserved), its role's connection limit or its database's (see [`limits`]);
+    /// `None` without growth or limits.
     pub eta_server_seconds: Option<f64>,
+    /// Which limit [`AppFinding::eta_server_seconds`] is for.
+    pub eta_server_limit: ServerLimit,
     /// Any [`Reason`] holds.
     pub leak_suspected: bool,
     /// Why a leak is suspected, in [`Reason`] order; empty when not.
@@ -673,13 +679,15 @@ impl Analyzer {
                 });
                 [by_open, by_in_use].into_iter().flatten().reduce(f64::min)
             });
-            let eta_server_seconds =
-                match (out.server_usable_connections, out.server_connections_total) {
-                    (Some(usable), Some(total)) => {
-                        trend::eta_seconds(usable as f64 - total as f64, growth_per_second)
-                    }
-                    _ => None,
-                };
+            let nearest = inp.server.and_then(|s| {
+                let server = out
+                    .server_usable_connections
+                    .zip(out.server_connections_total);
+                limits::nearest(server, &s.connection_limits, backends.as_deref().unwrap_or(&[]))
+            });
+            let eta_server_seconds = nearest
+                .and_then(|h| trend::eta_seconds(h.connections as f64, growth_per_second));
+            let eta_server_limit = nearest.map_or(ServerLimit::Server, |h| h.limit);
             if let Some(e) = evidence.as_ref().filter(|e| e.compared) {
                 idle_stuck.insert(key.clone(), (e.idle_in_use + e.unaccounted) as usize);
             }
@@ -706,6 +714,7 @@ impl Analyzer {
                     growth_per_second,
                     eta_pool_seconds,
                     eta_server_seconds,
+                    eta_server_limit,
                     leak_suspected: !reasons.is_empty(),
                     reasons,
                     pools,

@@ -1168,7 +1168,7 @@ fn exported(c: &Case, k: &Tick, out: &mut Vec<(String, f64)>) {
         );
         add(
             "poolwatch_app_exhaustion_eta_seconds",
-            &[("limit", "server")],
+            &[("limit", a.eta_server_limit.as_str())],
             a.eta_server_seconds,
         );
         add(

@@ -256,6 +256,7 @@ mod tests {
             growth_per_second: Some(0.5),
             eta_pool_seconds: Some(48.0),
             eta_server_seconds: None,
+            eta_server_limit: crate::analysis::ServerLimit::Server,
             leak_suspected: leak,
             reasons: if leak {
                 vec![Reason::IdleInUse]

@@ -12,7 +12,8 @@
 //! `poolwatch_app_over_max_lifetime_connections`, `poolwatch_app_stuck_connections`,
 //! `poolwatch_app_stuck_connection_seconds`, `poolwatch_app_pool_exhausted`,
 //! `poolwatch_app_connection_growth_per_second`,
-//! `poolwatch_app_exhaustion_eta_seconds{limit="pool|server"}` (absent when not
+//! `poolwatch_app_exhaustion_eta_seconds{limit="pool"}` and one server-side series whose
+//! `limit` is the first reached of `server`, `role` and `database` (absent when not
 //! climbing), `poolwatch_app_leak_suspected`, `poolwatch_app_leak_reason{reason}`;
 //! `poolwatch_socket_connections{app_instance, peer, state}`; and
 //! `poolwatch_analysis_tracked_apps`, `poolwatch_analysis_last_tick_timestamp_seconds`.
@@ -42,7 +43,7 @@ pub const SPECS: &[Spec] = &[
     Spec { name: "poolwatch_app_stuck_connection_seconds", help: "Stuck connection-seconds beyond the floors: the leak test's evidence; a leak is called at analysis.stuck_connection_seconds.", counter: false, labels: L },
     Spec { name: "poolwatch_app_pool_exhausted", help: "1 when a pool of the application is at its maximum with callers waiting more.", counter: false, labels: L },
     Spec { name: "poolwatch_app_connection_growth_per_second", help: "Growth of the application's connections: the robust (Theil-Sen) trend over the trend span, or the rate its stuck connections accumulated at once they are conclusive, whichever is faster.", counter: false, labels: L },
-    Spec { name: "poolwatch_app_exhaustion_eta_seconds", help: "Time until the pool's maximum or the server's usable capacity is reached at the current growth (absent when not climbing).", counter: false, labels: &["app", "app_instance", "limit"] },
+    Spec { name: "poolwatch_app_exhaustion_eta_seconds", help: "Time until a limit is reached at the current growth (absent when not climbing): limit=pool the pools' maximum; on the server the first reached of limit=server (usable connections), limit=role (the role's connection limit) and limit=database (the database's).", counter: false, labels: &["app", "app_instance", "limit"] },
     Spec { name: "poolwatch_app_leak_suspected", help: "1 when the evidence says the application leaks connections.", counter: false, labels: L },
     Spec { name: "poolwatch_app_leak_reason", help: "1 for each kind of evidence behind poolwatch_app_leak_suspected.", counter: false, labels: &["app", "app_instance", "reason"] },
     Spec { name: "poolwatch_socket_connections", help: "TCP connections from this pod to each configured database endpoint, by state (sidecar mode).", counter: false, labels: &["app_instance", "peer", "state"] },
@@ -92,8 +93,15 @@ impl View for AppCollector {
                 f[10].add_opt(&l, a.stuck_connection_seconds);
                 f[11].add(&l, if a.exhausted { 1.0 } else { 0.0 });
                 f[12].add_opt(&l, a.growth_per_second);
+                // Series in label order: `database` sorts before `pool`.
+                let server = a.eta_server_limit.as_str();
+                if server < "pool" {
+                    f[13].add_opt(&[l[0], l[1], server], a.eta_server_seconds);
+                }
                 f[13].add_opt(&[l[0], l[1], "pool"], a.eta_pool_seconds);
-                f[13].add_opt(&[l[0], l[1], "server"], a.eta_server_seconds);
+                if server > "pool" {
+                    f[13].add_opt(&[l[0], l[1], server], a.eta_server_seconds);
+                }
                 f[14].add(&l, if a.leak_suspected { 1.0 } else { 0.0 });
                 for r in reasons {
                     f[15].add(

@@ -10,6 +10,7 @@
 //! scrape of 10 MB of text.
 
 pub mod apps;
+pub mod limits;
 pub mod pools;
 pub mod server;
 

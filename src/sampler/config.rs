@@ -93,6 +93,9 @@ pub struct DatabaseConfig {
     pub query_text: QueryText,
     /// Longest query text or fingerprint kept, in characters.
     pub query_max_chars: usize,
+    /// Most role limits, and most database limits, read and exported per sample (those
+    /// closest to running out first).
+    pub max_connection_limits: usize,
     /// Which source gave the database (`url`, `url_file`, `libpq environment`).
     pub source: &'static str,
     /// The `database` label of every series: `database.name`, else the first endpoint as
@@ -267,6 +270,12 @@ const QUERY_MAX_CHARS: Key = Key::new(
     "256",
     &["POOLWATCH_DATABASE_QUERY_MAX_CHARS"],
 );
+const MAX_CONNECTION_LIMITS: Key = Key::new(
+    "database.max_connection_limits",
+    Kind::Count,
+    "100",
+    &["POOLWATCH_DATABASE_MAX_CONNECTION_LIMITS"],
+);
 
 /// The libpq variables that, without a URL, name a database to watch.
 const LIBPQ_VARS: [&str; 5] = ["PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE"];
@@ -288,6 +297,7 @@ impl DatabaseConfig {
         MAX_APPLICATION_NAMES,
         QUERY_TEXT,
         QUERY_MAX_CHARS,
+        MAX_CONNECTION_LIMITS,
     ];
 
     /// Reads `database.name`, which names the database even where none is watched (a
@@ -323,6 +333,7 @@ impl DatabaseConfig {
             _ => QueryText::Fingerprint,
         };
         let query_max_chars = v.count(&QUERY_MAX_CHARS);
+        let max_connection_limits = v.count(&MAX_CONNECTION_LIMITS);
         let application_name = v.text_or_default(&APPLICATION_NAME);
         if application_name.is_empty()
             || application_name.len() > 63
@@ -448,6 +459,7 @@ impl DatabaseConfig {
             max_application_names,
             query_text,
             query_max_chars,
+            max_connection_limits,
             source,
             name,
         })

@@ -24,7 +24,7 @@ pub struct Session {
     task: JoinHandle<()>,
     /// The sampler's statements, prepared once per session (one round trip each per
     /// sample instead of two).
-    pub statements: Option<(Statement, Statement)>,
+    pub statements: Option<(Statement, Statement, Statement)>,
 }
 
 impl Session {

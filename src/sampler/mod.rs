@@ -2,8 +2,8 @@
 //!
 //! One session at a time, named `database.application_name`, with `statement_timeout`,
 //! `lock_timeout` and `idle_in_transaction_session_timeout` set at startup. Every
-//! `interval_seconds` it reads the connection limits ([`settings`]) and
-//! `pg_stat_activity` ([`activity`]), then publishes an immutable [`ServerState`] on a
+//! `interval_seconds` it reads the connection limits ([`settings`]), the role and
+//! database limits that are set ([`limits`]) and `pg_stat_activity` ([`activity`]), then publishes an immutable [`ServerState`] on a
 //! `watch` channel; `/metrics` reads the latest one and never waits on the database.
 //!
 //! Failure is data: a failed connect or sample publishes `up = false` and counts the
@@ -16,6 +16,7 @@
 pub mod activity;
 pub mod config;
 pub mod connect;
+pub mod limits;
 pub mod query;
 pub mod settings;
 pub mod socket;
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use activity::{Aggregates, Backend};
 use config::{DatabaseConfig, QueryText};
 use connect::Session;
+use limits::ConnectionLimits;
 use settings::Limits;
 
 /// One successful sample of the server view.
@@ -40,6 +42,8 @@ pub struct Sample {
     pub at_unix: f64,
     /// Connection limits.
     pub limits: Limits,
+    /// Role and database connection limits that are set, with their backends.
+    pub connection_limits: ConnectionLimits,
     /// Every client backend but poolwatch's own.
     pub backends: Vec<Backend>,
     /// What `/metrics` renders, computed once here.
@@ -326,7 +330,7 @@ async fn warn_without_pg_monitor(s: &Session, target: &str) {
 
 async fn sample(s: &mut Session, cfg: &DatabaseConfig) -> Result<Sample, SampleError> {
     let text = cfg.query_text;
-    let (settings_stmt, activity_stmt) = match &s.statements {
+    let (settings_stmt, activity_stmt, limits_stmt) = match &s.statements {
         Some(st) => st.clone(),
         None => {
             let a = s
@@ -343,7 +347,12 @@ async fn sample(s: &mut Session, cfg: &DatabaseConfig) -> Result<Sample, SampleE
                 .prepare(activity_query)
                 .await
                 .map_err(SampleError::Query)?;
-            s.statements.insert((a, b)).clone()
+            let c = s
+                .client
+                .prepare(limits::QUERY)
+                .await
+                .map_err(SampleError::Query)?;
+            s.statements.insert((a, b, c)).clone()
         }
     };
     let row = s
@@ -363,11 +372,19 @@ async fn sample(s: &mut Session, cfg: &DatabaseConfig) -> Result<Sample, SampleE
         .map(|r| Backend::from_row(r, text, cfg.query_max_chars))
         .collect::<Result<Vec<_>, _>>()
         .map_err(SampleError::Query)?;
+    let max_limits = i64::try_from(cfg.max_connection_limits).unwrap_or(i64::MAX);
+    let rows = s
+        .client
+        .query(&limits_stmt, &[&max_limits])
+        .await
+        .map_err(SampleError::Query)?;
+    let connection_limits = ConnectionLimits::from_rows(&rows).map_err(SampleError::Query)?;
     let aggregates = activity::aggregate(&backends, cfg.max_application_names);
     Ok(Sample {
         at_unix: crate::unix_now(),
         own_client_port: own_port.and_then(|p| u16::try_from(p).ok()),
         limits,
+        connection_limits,
         backends,
         aggregates,
     })
