@@ -150,7 +150,7 @@ fn render(mode: &str) -> String {
             databases: vec![ConnectionLimit {
                 name: "shop".into(),
                 limit: 200,
-                backends: rows.len() as i64 + 1,
+                backends: rows.iter().filter(|b| b.datname == "shop").count() as i64 + 1,
             }],
         };
         let sample = Sample {
