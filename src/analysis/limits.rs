@@ -118,16 +118,56 @@ mod tests {
             backend("plain", "app"),
             backend("x", "unused"),
         );
-        type Case<'a> = (&'a str, Option<(u64, u64)>, Vec<&'a Backend>, Option<(ServerLimit, u64)>);
+        type Case<'a> = (
+            &'a str,
+            Option<(u64, u64)>,
+            Vec<&'a Backend>,
+            Option<(ServerLimit, u64)>,
+        );
         let cases: Vec<Case> = vec![
             ("no limit known", None, vec![&c], None),
-            ("server only", Some((97, 40)), vec![&c], Some((ServerLimit::Server, 57))),
-            ("role below server", Some((97, 40)), vec![&a], Some((ServerLimit::Role, 3))),
-            ("role without a server view", None, vec![&a], Some((ServerLimit::Role, 3))),
-            ("database below role", Some((97, 40)), vec![&a, &b], Some((ServerLimit::Database, 2))),
-            ("server below role", Some((97, 96)), vec![&a], Some((ServerLimit::Server, 1))),
-            ("a tie goes to the role", Some((97, 94)), vec![&a], Some((ServerLimit::Role, 3))),
-            ("a database at its limit", None, vec![&d], Some((ServerLimit::Database, 0))),
+            (
+                "server only",
+                Some((97, 40)),
+                vec![&c],
+                Some((ServerLimit::Server, 57)),
+            ),
+            (
+                "role below server",
+                Some((97, 40)),
+                vec![&a],
+                Some((ServerLimit::Role, 3)),
+            ),
+            (
+                "role without a server view",
+                None,
+                vec![&a],
+                Some((ServerLimit::Role, 3)),
+            ),
+            (
+                "database below role",
+                Some((97, 40)),
+                vec![&a, &b],
+                Some((ServerLimit::Database, 2)),
+            ),
+            (
+                "server below role",
+                Some((97, 96)),
+                vec![&a],
+                Some((ServerLimit::Server, 1)),
+            ),
+            (
+                "a tie goes to the role",
+                Some((97, 94)),
+                vec![&a],
+                Some((ServerLimit::Role, 3)),
+            ),
+            (
+                "a database at its limit",
+                None,
+                vec![&d],
+                Some((ServerLimit::Database, 0)),
+            ),
         ];
         for (name, server, bs, want) in cases {
             let got = nearest(server, &limits, &bs).map(|h| (h.limit, h.connections));

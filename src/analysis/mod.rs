@@ -683,10 +683,14 @@ impl Analyzer {
                 let server = out
                     .server_usable_connections
                     .zip(out.server_connections_total);
-                limits::nearest(server, &s.connection_limits, backends.as_deref().unwrap_or(&[]))
+                limits::nearest(
+                    server,
+                    &s.connection_limits,
+                    backends.as_deref().unwrap_or(&[]),
+                )
             });
-            let eta_server_seconds = nearest
-                .and_then(|h| trend::eta_seconds(h.connections as f64, growth_per_second));
+            let eta_server_seconds =
+                nearest.and_then(|h| trend::eta_seconds(h.connections as f64, growth_per_second));
             let eta_server_limit = nearest.map_or(ServerLimit::Server, |h| h.limit);
             if let Some(e) = evidence.as_ref().filter(|e| e.compared) {
                 idle_stuck.insert(key.clone(), (e.idle_in_use + e.unaccounted) as usize);

@@ -61,7 +61,9 @@ pub struct ConnectionLimits {
 
 impl ConnectionLimits {
     /// Reads the rows of [`QUERY`].
-    pub fn from_rows(rows: &[tokio_postgres::Row]) -> Result<ConnectionLimits, tokio_postgres::Error> {
+    pub fn from_rows(
+        rows: &[tokio_postgres::Row],
+    ) -> Result<ConnectionLimits, tokio_postgres::Error> {
         let mut out = ConnectionLimits::default();
         for row in rows {
             let kind: &str = row.try_get(0)?;
