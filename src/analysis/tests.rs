@@ -18,6 +18,7 @@ use std::time::Instant;
 use super::*;
 use crate::ingest::PoolSnapshot;
 use crate::sampler::activity::Backend;
+use crate::sampler::limits::{ConnectionLimit, ConnectionLimits};
 use crate::sampler::settings::Limits;
 
 /// Unix time of the first tick.
@@ -40,6 +41,8 @@ struct World {
     pools: Vec<(PoolKey, PoolSnapshot)>,
     backends: Vec<Backend>,
     sockets: Vec<(AppKey, u64)>,
+    /// Roles with a connection limit, and the limit.
+    role_limits: Vec<(&'static str, i32)>,
 }
 
 /// A world of one pool and the backends the server shows.
@@ -211,6 +214,16 @@ fn rows_never_closed(t: f64, every: f64, cap: usize, max_open: Option<u64>) -> W
     one_pool(key("worker", "main", "worker-1"), s, backends)
 }
 
+/// The same at one every 10 s, as a role limited to 40 connections (`ALTER ROLE …
+/// CONNECTION LIMIT 40`) on a server of 400: the role's limit is reached first, after 37
+/// leaked connections; the server refuses the rest.
+fn rows_never_closed_role_limited(t: f64) -> World {
+    World {
+        role_limits: vec![("app", 40)],
+        ..rows_never_closed(t, 10.0, 37, None)
+    }
+}
+
 /// Connections in no pool, two a minute: driver connections opened beside the pool, or a
 /// pool opened per request (each stray pool keeps its one connection idle). Both look
 /// the same to the server: idle in `ClientRead`, under the application's name.
@@ -257,6 +270,7 @@ fn pool_forgets(t: f64) -> World {
         pools: vec![(key("api", "main", "pod-a"), snap(Some(50), 10, 2))],
         backends,
         sockets: vec![(AppKey::new("api", "pod-a"), 10 + lost as u64)],
+        ..Default::default()
     }
 }
 
@@ -487,6 +501,7 @@ struct Tick {
     pools: Vec<(PoolKey, Entry)>,
     backends: Vec<Backend>,
     limits: Limits,
+    connection_limits: ConnectionLimits,
 }
 
 /// Runs a case through the analyzer at the defaults.
@@ -523,9 +538,23 @@ fn run(c: &Case) -> Vec<Tick> {
                 .collect()
         };
         let w = (c.world)(t);
+        // The role limits with the role's backends, as the sampler reads them.
+        let connection_limits = ConnectionLimits {
+            roles: w
+                .role_limits
+                .iter()
+                .map(|&(name, limit)| ConnectionLimit {
+                    name: name.into(),
+                    limit,
+                    backends: w.backends.iter().filter(|b| b.usename == name).count() as i64,
+                })
+                .collect(),
+            databases: vec![],
+        };
         let sample = Sample {
             at_unix: T0 + t,
             limits,
+            connection_limits: connection_limits.clone(),
             backends: w.backends,
             ..Default::default()
         };
@@ -545,6 +574,7 @@ fn run(c: &Case) -> Vec<Tick> {
             pools,
             backends: sample.backends,
             limits,
+            connection_limits,
         });
     }
     out
@@ -616,6 +646,28 @@ fn cases() -> Vec<Case> {
             check: |_, a| {
                 let g = a.growth_per_second.unwrap();
                 assert!((g - 1.0 / 60.0).abs() < 0.002, "one a minute, got {g}");
+            },
+        },
+        Case {
+            name: "rows never closed, one every 10 s, as a role limited to 40",
+            slug: "rows-role",
+            mode: Mode::Central,
+            seconds: 600.0,
+            world: rows_never_closed_role_limited,
+            app: ("worker", ""),
+            max_connections: 400,
+            expect: Expect::Leak {
+                within_ticks: 8,
+                reasons: &[IdleInUse, OverMaxLifetime],
+                // The role's 40 are used up 6 minutes after the first leaked connection:
+                // the page must come with two minutes to spare.
+                page_seconds: Some((240.0, true)),
+            },
+            check: |f, a| {
+                // The role's limit is reached; the server has 397 - 42 slots left.
+                assert_eq!(a.eta_server_limit, ServerLimit::Role);
+                assert_eq!(a.eta_server_seconds, Some(0.0));
+                assert_eq!(f.server_connections_total, Some(40 + 1));
             },
         },
         Case {
@@ -1244,6 +1296,13 @@ fn exported(c: &Case, k: &Tick, out: &mut Vec<(String, f64)>) {
             ("state", "idle in transaction"),
         ]);
         out.push((format!("poolwatch_pg_oldest_state_age_seconds{l}"), age));
+    }
+    for r in &k.connection_limits.roles {
+        let l = pg(&[("usename", r.name.as_str())]);
+        out.push((
+            format!("poolwatch_pg_role_connection_limit{l}"),
+            f64::from(r.limit),
+        ));
     }
     let l = pg(&[]);
     let lim = &k.limits;
