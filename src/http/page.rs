@@ -193,7 +193,7 @@ fn application(h: &mut String, key: &AppKey, f: &AppFinding, stuck: &[StuckBacke
 <div><dt>past max lifetime</dt><dd>{}</dd></div>\
 <div><dt>growth</dt><dd>{growth}</dd></div>\
 <div><dt>pool full in</dt><dd>{}</dd></div>\
-<div><dt>server full in</dt><dd>{}</dd></div></dl>",
+<div><dt>{} full in</dt><dd>{}</dd></div></dl>",
         count(f.pool_max_open_connections),
         count(f.server_connections),
         count(f.socket_connections),
@@ -202,6 +202,8 @@ fn application(h: &mut String, key: &AppKey, f: &AppFinding, stuck: &[StuckBacke
         count(f.idle_in_use),
         count(f.over_max_lifetime),
         eta(f.eta_pool_seconds),
+        // The server-side limit reached first: the server's, the role's or the database's.
+        f.eta_server_limit.as_str(),
         eta(f.eta_server_seconds),
     );
     if !stuck.is_empty() {
