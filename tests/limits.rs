@@ -226,7 +226,7 @@ async fn a_leak_into_a_database_with_a_connection_limit_exhausts_the_database() 
     let pg = Pg::start();
     let admin = pg.client("setup").await;
     admin
-        .batch_execute("CREATE ROLE plain LOGIN")
+        .batch_execute("CREATE ROLE plain LOGIN; CREATE ROLE watcher LOGIN")
         .await
         .unwrap();
     admin
@@ -257,6 +257,24 @@ async fn a_leak_into_a_database_with_a_connection_limit_exhausts_the_database() 
 
     let (held, seen) = leak_to_the_limit(&pg, &d, "plain", "limited", "dbleak", 8).await;
     assert_falls_to_zero(&seen, "database");
+
+    // The sampler's limits query needs no privilege: as a role without pg_monitor it
+    // still counts the other role's 8 backends against the database's limit.
+    let watcher = connect(&pg, "watcher", "postgres", "check").await.unwrap();
+    let rows = watcher
+        .query(poolwatch::sampler::limits::QUERY, &[&100i64])
+        .await
+        .unwrap();
+    let limits = poolwatch::sampler::limits::ConnectionLimits::from_rows(&rows).unwrap();
+    assert_eq!(
+        limits.database("limited"),
+        Some(&poolwatch::sampler::limits::ConnectionLimit {
+            name: "limited".into(),
+            limit: 8,
+            backends: 8
+        }),
+        "{limits:?}"
+    );
     drop(held);
     d.stop().await;
 }

@@ -9,13 +9,18 @@
 //! those with backends now, then the least headroom, then by name.
 //!
 //! The counts include poolwatch's own session, which takes a slot of its role and of its
-//! database as any other does (unlike the activity view, which leaves it out).
+//! database as any other does (unlike the activity view, which leaves it out). Without
+//! `pg_read_all_stats` the server hides other roles' `backend_type` (NULL) but not their
+//! `usesysid` and `datid`, so those rows are counted too: the count stays right for client
+//! backends, and may then include another role's parallel workers or WAL senders for the
+//! moment they run.
 
 /// Rows of `(kind, name, limit, backends)`, `kind` being `role` or `database`; `$1` is the
 /// most rows of each kind.
 pub const QUERY: &str = "\
 WITH a AS (
-  SELECT usesysid, datid FROM pg_stat_activity WHERE backend_type = 'client backend'
+  SELECT usesysid, datid FROM pg_stat_activity
+   WHERE backend_type = 'client backend' OR backend_type IS NULL
 ), r AS (
   SELECT r.rolname::text AS name, r.rolconnlimit AS lim, count(a.usesysid) AS n
     FROM pg_roles r LEFT JOIN a ON a.usesysid = r.oid
