@@ -9,7 +9,8 @@
 //! Shortened settings, so a leak that would take minutes at the defaults takes seconds:
 //! samples and analysis ticks every 0.3 s (default 15 s), `analysis.window_seconds` 60
 //! (so the growth is fitted over the last 20 s), one leaked connection about every
-//! second. Run with `--nocapture` to see the (connections, eta) pairs.
+//! second; `database.max_connection_limits` 2 (default 100) to see the bound. Run with
+//! `--nocapture` to see the (connections, eta) pairs.
 
 mod common;
 
@@ -21,7 +22,7 @@ use tokio_postgres::{Client, NoTls};
 
 fn config(url: &str) -> String {
     format!(
-        "database:\n  url: {url}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\nanalysis:\n  interval_seconds: 0.3\n  window_seconds: 60\n"
+        "database:\n  url: {url}\n  max_connection_limits: 2\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\nanalysis:\n  interval_seconds: 0.3\n  window_seconds: 60\n"
     )
 }
 
@@ -174,9 +175,15 @@ async fn a_leak_as_a_role_with_a_connection_limit_exhausts_the_role_not_the_serv
     let pg = Pg::start();
     let admin = pg.client("setup").await;
     admin
-        .batch_execute("CREATE ROLE leaky LOGIN CONNECTION LIMIT 10; CREATE ROLE boss LOGIN SUPERUSER CONNECTION LIMIT 1")
+        .batch_execute(
+            "CREATE ROLE leaky LOGIN CONNECTION LIMIT 10;
+             CREATE ROLE busy LOGIN CONNECTION LIMIT 100;
+             CREATE ROLE quiet LOGIN CONNECTION LIMIT 20;
+             CREATE ROLE boss LOGIN SUPERUSER CONNECTION LIMIT 1",
+        )
         .await
         .unwrap();
+    let busy = connect(&pg, "busy", "postgres", "busy").await.unwrap();
     let d = Daemon::start(&config(&pg.url())).await;
     let m = d
         .wait_metrics(Duration::from_secs(10), "the role limit", |m| {
@@ -191,6 +198,17 @@ async fn a_leak_as_a_role_with_a_connection_limit_exhausts_the_role_not_the_serv
         value(&m, r#"poolwatch_pg_role_connection_limit{usename="boss"}"#),
         None,
         "superusers are exempt: no limit shown"
+    );
+    // database.max_connection_limits is 2: a role with backends first (busy, 99 left),
+    // then the least headroom (leaky, 10 left, before quiet's 20).
+    assert_eq!(
+        value(&m, r#"poolwatch_pg_role_connection_limit{usename="busy"}"#),
+        Some(100.0)
+    );
+    assert_eq!(
+        value(&m, r#"poolwatch_pg_role_connection_limit{usename="quiet"}"#),
+        None,
+        "beyond the bound"
     );
     assert!(
         !m.contains("poolwatch_pg_database_connection_limit{"),
@@ -217,7 +235,7 @@ async fn a_leak_as_a_role_with_a_connection_limit_exhausts_the_role_not_the_serv
         .is_some_and(|v| v > 0.0),
         "the pool's series stays, 90 connections from its maximum"
     );
-    drop(held);
+    drop((held, busy));
     d.stop().await;
 }
 
