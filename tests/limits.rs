@@ -179,45 +179,46 @@ async fn a_leak_as_a_role_with_a_connection_limit_exhausts_the_role_not_the_serv
             "CREATE ROLE leaky LOGIN CONNECTION LIMIT 10;
              CREATE ROLE busy LOGIN CONNECTION LIMIT 100;
              CREATE ROLE quiet LOGIN CONNECTION LIMIT 20;
+             CREATE ROLE unused LOGIN CONNECTION LIMIT 5;
              CREATE ROLE boss LOGIN SUPERUSER CONNECTION LIMIT 1",
         )
         .await
         .unwrap();
-    let busy = connect(&pg, "busy", "postgres", "busy").await.unwrap();
+    // Other roles' sessions, one each, held throughout.
+    let mut others = Vec::new();
+    for role in ["busy", "quiet", "boss"] {
+        others.push(connect(&pg, role, "postgres", role).await.unwrap());
+    }
     let d = Daemon::start(&config(&pg.url())).await;
-    let m = d
-        .wait_metrics(Duration::from_secs(10), "the role limit", |m| {
-            value(m, r#"poolwatch_pg_role_connection_limit{usename="leaky"}"#).is_some()
-        })
-        .await;
+
+    let (held, seen) = leak_to_the_limit(&pg, &d, "leaky", "postgres", "leaky", 10).await;
+    assert_falls_to_zero(&seen, "role");
+    let m = d.metrics().await;
+    let role_limit = |role: &str| {
+        value(
+            &m,
+            &format!("poolwatch_pg_role_connection_limit{{usename=\"{role}\"}}"),
+        )
+    };
+    assert_eq!(role_limit("leaky"), Some(10.0));
+    // database.max_connection_limits is 2: the least headroom first (leaky 0 left, quiet
+    // 19, busy 99 beyond the bound).
+    assert_eq!(role_limit("quiet"), Some(20.0));
+    assert_eq!(role_limit("busy"), None, "beyond the bound");
     assert_eq!(
-        value(&m, r#"poolwatch_pg_role_connection_limit{usename="leaky"}"#),
-        Some(10.0)
+        role_limit("unused"),
+        None,
+        "no backends: no application is under it"
     );
     assert_eq!(
-        value(&m, r#"poolwatch_pg_role_connection_limit{usename="boss"}"#),
+        role_limit("boss"),
         None,
         "superusers are exempt: no limit shown"
-    );
-    // database.max_connection_limits is 2: a role with backends first (busy, 99 left),
-    // then the least headroom (leaky, 10 left, before quiet's 20).
-    assert_eq!(
-        value(&m, r#"poolwatch_pg_role_connection_limit{usename="busy"}"#),
-        Some(100.0)
-    );
-    assert_eq!(
-        value(&m, r#"poolwatch_pg_role_connection_limit{usename="quiet"}"#),
-        None,
-        "beyond the bound"
     );
     assert!(
         !m.contains("poolwatch_pg_database_connection_limit{"),
         "no database limit is set"
     );
-
-    let (held, seen) = leak_to_the_limit(&pg, &d, "leaky", "postgres", "leaky", 10).await;
-    assert_falls_to_zero(&seen, "role");
-    let m = d.metrics().await;
     let server = app_series(
         &m,
         "poolwatch_app_exhaustion_eta_seconds",
@@ -235,7 +236,7 @@ async fn a_leak_as_a_role_with_a_connection_limit_exhausts_the_role_not_the_serv
         .is_some_and(|v| v > 0.0),
         "the pool's series stays, 90 connections from its maximum"
     );
-    drop((held, busy));
+    drop((held, others));
     d.stop().await;
 }
 
@@ -244,7 +245,7 @@ async fn a_leak_into_a_database_with_a_connection_limit_exhausts_the_database() 
     let pg = Pg::start();
     let admin = pg.client("setup").await;
     admin
-        .batch_execute("CREATE ROLE plain LOGIN; CREATE ROLE watcher LOGIN")
+        .batch_execute("CREATE ROLE plain LOGIN; CREATE ROLE watcher LOGIN CONNECTION LIMIT 3")
         .await
         .unwrap();
     admin
@@ -252,15 +253,10 @@ async fn a_leak_into_a_database_with_a_connection_limit_exhausts_the_database() 
         .await
         .unwrap();
     let d = Daemon::start(&config(&pg.url())).await;
-    let m = d
-        .wait_metrics(Duration::from_secs(10), "the database limit", |m| {
-            value(
-                m,
-                r#"poolwatch_pg_database_connection_limit{datname="limited"}"#,
-            )
-            .is_some()
-        })
-        .await;
+
+    let (held, seen) = leak_to_the_limit(&pg, &d, "plain", "limited", "dbleak", 8).await;
+    assert_falls_to_zero(&seen, "database");
+    let m = d.metrics().await;
     assert_eq!(
         value(
             &m,
@@ -273,14 +269,17 @@ async fn a_leak_into_a_database_with_a_connection_limit_exhausts_the_database() 
         "no role limit is set"
     );
 
-    let (held, seen) = leak_to_the_limit(&pg, &d, "plain", "limited", "dbleak", 8).await;
-    assert_falls_to_zero(&seen, "database");
-
-    // The sampler's limits query needs no privilege: as a role without pg_monitor it
-    // still counts the other role's 8 backends against the database's limit.
+    // The sampler's limits query needs no privilege: a role without pg_monitor reads the
+    // database's limit, no role limit for `plain` (it has none), and its own role's, its
+    // own session counted (1 other backend given, 2 against the limit).
     let watcher = connect(&pg, "watcher", "postgres", "check").await.unwrap();
+    let roles = vec!["plain".to_string(), "watcher".to_string()];
+    let databases = vec!["limited".to_string()];
     let rows = watcher
-        .query(poolwatch::sampler::limits::QUERY, &[&100i64])
+        .query(
+            poolwatch::sampler::limits::QUERY,
+            &[&roles, &vec![8i64, 1], &databases, &vec![8i64], &100i64],
+        )
         .await
         .unwrap();
     let limits = poolwatch::sampler::limits::ConnectionLimits::from_rows(&rows).unwrap();
@@ -293,6 +292,12 @@ async fn a_leak_into_a_database_with_a_connection_limit_exhausts_the_database() 
         }),
         "{limits:?}"
     );
+    let own = poolwatch::sampler::limits::ConnectionLimit {
+        name: "watcher".into(),
+        limit: 3,
+        backends: 2,
+    };
+    assert_eq!(limits.roles, [own], "{limits:?}");
     drop(held);
     d.stop().await;
 }

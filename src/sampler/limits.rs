@@ -2,39 +2,55 @@
 //! `CONNECTION LIMIT` (`pg_roles.rolconnlimit`) and a database's (`datconnlimit`), each
 //! with the client backends that count against it now.
 //!
-//! Only limits that are set (`>= 0`) are read, and no superuser's: the server exempts
-//! superusers from both. One query per sample, in the sampler's own session (so under its
-//! `statement_timeout`), with `pg_stat_activity` read once. Its length is bounded by
-//! `database.max_connection_limits` per kind, the limits closest to running out first:
-//! those with backends now, then the least headroom, then by name.
+//! Read after the activity view, for the roles and databases that have backends in it
+//! (the only ones an application's connections can be under), with their counts from
+//! that same view: one lookup in two small catalogs per sample, in the sampler's own
+//! session (so under its `statement_timeout`), without a second scan of
+//! `pg_stat_activity`. Only limits that are set (`>= 0`) are read, and no superuser's:
+//! the server exempts superusers from both. At most `database.max_connection_limits` of
+//! each kind, the least headroom first. Catalogs every role can read: no privilege
+//! beyond what the activity view needs.
 //!
 //! The counts include poolwatch's own session, which takes a slot of its role and of its
-//! database as any other does (unlike the activity view, which leaves it out). Without
-//! `pg_read_all_stats` the server hides other roles' `backend_type` (NULL) but not their
-//! `usesysid` and `datid`, so those rows are counted too: the count stays right for client
-//! backends, and may then include another role's parallel workers or WAL senders for the
-//! moment they run.
+//! database as any other does (the activity view leaves it out; the query adds it).
 
-/// Rows of `(kind, name, limit, backends)`, `kind` being `role` or `database`; `$1` is the
-/// most rows of each kind.
+use std::collections::BTreeMap;
+
+use super::activity::Backend;
+
+/// Rows of `(kind, name, limit, backends)`, `kind` being `role` or `database`. `$1` and
+/// `$2` are the names of the roles with backends and their counts, `$3` and `$4` the
+/// same for databases, `$5` the most rows of each kind.
 pub const QUERY: &str = "\
-WITH a AS (
-  SELECT usesysid, datid FROM pg_stat_activity
-   WHERE backend_type = 'client backend' OR backend_type IS NULL
-), r AS (
-  SELECT r.rolname::text AS name, r.rolconnlimit AS lim, count(a.usesysid) AS n
-    FROM pg_roles r LEFT JOIN a ON a.usesysid = r.oid
-   WHERE r.rolconnlimit >= 0 AND NOT r.rolsuper
-   GROUP BY r.rolname, r.rolconnlimit
-), d AS (
-  SELECT d.datname::text AS name, d.datconnlimit AS lim, count(a.datid) AS n
-    FROM pg_database d LEFT JOIN a ON a.datid = d.oid
-   WHERE d.datconnlimit >= 0
-   GROUP BY d.datname, d.datconnlimit
-)
-(SELECT 'role'::text, name, lim, n FROM r ORDER BY n > 0 DESC, lim - n, name LIMIT $1)
+(SELECT 'role'::text, r.rolname::text, r.rolconnlimit,
+        b.n + (r.rolname = current_user)::int4 AS n
+   FROM pg_roles r JOIN unnest($1::text[], $2::int8[]) AS b(name, n) ON r.rolname = b.name
+  WHERE r.rolconnlimit >= 0 AND NOT r.rolsuper
+  ORDER BY r.rolconnlimit - b.n - (r.rolname = current_user)::int4, r.rolname
+  LIMIT $5)
 UNION ALL
-(SELECT 'database'::text, name, lim, n FROM d ORDER BY n > 0 DESC, lim - n, name LIMIT $1)";
+(SELECT 'database'::text, d.datname::text, d.datconnlimit,
+        b.n + (d.datname = current_database())::int4 AS n
+   FROM pg_database d JOIN unnest($3::text[], $4::int8[]) AS b(name, n) ON d.datname = b.name
+  WHERE d.datconnlimit >= 0
+  ORDER BY d.datconnlimit - b.n - (d.datname = current_database())::int4, d.datname
+  LIMIT $5)";
+
+/// The parameters `$1` to `$4` of [`QUERY`]: each role and database with backends, and
+/// how many (names hidden from the watcher, empty, are left out).
+pub fn backend_counts(backends: &[Backend]) -> [(Vec<String>, Vec<i64>); 2] {
+    let mut roles: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut databases: BTreeMap<&str, i64> = BTreeMap::new();
+    for b in backends {
+        if !b.usename.is_empty() {
+            *roles.entry(b.usename.as_str()).or_default() += 1;
+        }
+        if !b.datname.is_empty() {
+            *databases.entry(b.datname.as_str()).or_default() += 1;
+        }
+    }
+    [roles, databases].map(|m| m.into_iter().map(|(k, n)| (k.to_string(), n)).unzip())
+}
 
 /// One limit that is set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -103,4 +119,38 @@ fn find<'a>(sorted: &'a [ConnectionLimit], name: &str) -> Option<&'a ConnectionL
         .binary_search_by(|l| l.name.as_str().cmp(name))
         .ok()
         .map(|i| &sorted[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_role_and_database_leave_hidden_names_out() {
+        let b = |role: &str, db: &str| Backend {
+            usename: role.into(),
+            datname: db.into(),
+            ..Default::default()
+        };
+        let rows = [
+            b("app", "shop"),
+            b("app", "shop"),
+            b("etl", "dw"),
+            b("", ""),
+        ];
+        let [roles, databases] = backend_counts(&rows);
+        assert_eq!(roles, (vec!["app".into(), "etl".into()], vec![2, 1]));
+        assert_eq!(databases, (vec!["dw".into(), "shop".into()], vec![1, 2]));
+        let limits = ConnectionLimits {
+            roles: vec![ConnectionLimit {
+                name: "app".into(),
+                limit: 10,
+                backends: 12,
+            }],
+            databases: vec![],
+        };
+        assert_eq!(limits.role("app").map(ConnectionLimit::headroom), Some(-2));
+        assert_eq!(limits.role("etl"), None);
+        assert_eq!(limits.database("shop"), None);
+    }
 }

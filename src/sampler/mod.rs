@@ -373,9 +373,13 @@ async fn sample(s: &mut Session, cfg: &DatabaseConfig) -> Result<Sample, SampleE
         .collect::<Result<Vec<_>, _>>()
         .map_err(SampleError::Query)?;
     let max_limits = i64::try_from(cfg.max_connection_limits).unwrap_or(i64::MAX);
+    let [(roles, per_role), (databases, per_database)] = limits::backend_counts(&backends);
     let rows = s
         .client
-        .query(&limits_stmt, &[&max_limits])
+        .query(
+            &limits_stmt,
+            &[&roles, &per_role, &databases, &per_database, &max_limits],
+        )
         .await
         .map_err(SampleError::Query)?;
     let connection_limits = ConnectionLimits::from_rows(&rows).map_err(SampleError::Query)?;
