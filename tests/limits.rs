@@ -16,7 +16,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{value, Daemon, Pg};
+use common::{on_db, value, Daemon, Pg};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -197,7 +197,10 @@ async fn a_leak_as_a_role_with_a_connection_limit_exhausts_the_role_not_the_serv
     let role_limit = |role: &str| {
         value(
             &m,
-            &format!("poolwatch_pg_role_connection_limit{{usename=\"{role}\"}}"),
+            &on_db(
+                &pg.database(),
+                &format!("poolwatch_pg_role_connection_limit{{usename=\"{role}\"}}"),
+            ),
         )
     };
     assert_eq!(role_limit("leaky"), Some(10.0));
@@ -260,7 +263,10 @@ async fn a_leak_into_a_database_with_a_connection_limit_exhausts_the_database() 
     assert_eq!(
         value(
             &m,
-            r#"poolwatch_pg_database_connection_limit{datname="limited"}"#
+            &on_db(
+                &pg.database(),
+                r#"poolwatch_pg_database_connection_limit{datname="limited"}"#
+            )
         ),
         Some(8.0)
     );
