@@ -201,7 +201,7 @@ async fn database_down_at_start_then_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_monitor_sees_every_role_a_plain_role_only_its_own() {
+async fn pg_monitor_sees_every_role_a_plain_role_counts_the_others_without_state() {
     let pg = Pg::start();
     let db = pg.database();
     let admin = pg.client("admin").await;
@@ -222,8 +222,9 @@ async fn pg_monitor_sees_every_role_a_plain_role_only_its_own() {
     );
     d.stop().await;
 
-    // Without pg_monitor the server hides other roles' backends entirely (their
-    // backend_type reads NULL): only the role's own sessions are visible.
+    // Without pg_monitor the server hides other roles' backends' state, ages and type
+    // (backend_type reads NULL): they are still counted, by database, role and
+    // application_name, with no state labels.
     let mut cfg: tokio_postgres::Config = pg.url_as("plain", "plain-pw").parse().unwrap();
     cfg.application_name("plain-app");
     let (_plain, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
@@ -235,10 +236,27 @@ async fn pg_monitor_sees_every_role_a_plain_role_only_its_own() {
             value(m, &on_db(&db, own)) == Some(1.0)
         })
         .await;
-    assert!(
-        !m.contains("leaky-app"),
-        "other roles' backends are hidden without pg_monitor:\n{m}"
+    let hidden = r#"poolwatch_pg_connections{datname="postgres",usename="postgres",application_name="leaky-app"}"#;
+    assert_eq!(
+        value(&m, &on_db(&db, hidden)),
+        Some(1.0),
+        "another role's backend is counted, without its state:\n{m}"
     );
+    assert_eq!(
+        value(
+            &m,
+            &on_db(&db, r#"poolwatch_app_server_connections{app="leaky-app"}"#)
+        ),
+        Some(1.0),
+        "and attributed by application_name:\n{m}"
+    );
+    // Background processes (no role, or no database) are not client backends.
+    let total: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("poolwatch_pg_connections{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, 3.0, "plain-app, admin and leaky-app only:\n{m}");
     d.stop().await;
 }
 

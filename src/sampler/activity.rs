@@ -32,15 +32,19 @@ macro_rules! activity_query {
             $text,
             "
   FROM pg_stat_activity
- WHERE backend_type = 'client backend'
+ WHERE (backend_type = 'client backend'
+        OR (backend_type IS NULL AND datid IS NOT NULL AND usesysid IS NOT NULL))
    AND pid <> pg_backend_pid()"
         )
     };
 }
 
 /// Reads every client backend but our own. Columns hidden from a role without
-/// `pg_monitor` come back NULL, and are shown as empty labels and missing ages. The
-/// last column is the query text, read only when `database.query_text` asks for it.
+/// `pg_monitor` come back NULL, and are shown as absent labels and missing ages; so does
+/// `backend_type`, so another role's session is recognised by what stays visible (its
+/// database and role: background processes have no role, autovacuum workers no role
+/// either), and is counted by database, role and `application_name`. The last column is
+/// the query text, read only when `database.query_text` asks for it.
 pub const QUERY: &str = activity_query!("''::text");
 
 /// [`QUERY`] with the last query's first 4096 bytes.
