@@ -39,6 +39,24 @@ async fn sidecar(instance: &str, to: SocketAddr, token: &str) -> Daemon {
     .await
 }
 
+/// A central instance on any port and a sidecar of pod `pod-a` forwarding to it with `token`.
+async fn pair(pg: &Pg, token: &str) -> (Daemon, Daemon) {
+    let central = central(pg, "127.0.0.1:0").await;
+    let side = sidecar("pod-a", central.push_addr, token).await;
+    (central, side)
+}
+
+/// Pushes pool `shop/primary` (3 open, 1 in use) to the sidecar.
+async fn push_shop(side: &Daemon) {
+    let r = side
+        .push(
+            "/api/v1/pools/shop/primary",
+            r#"{"open":3,"in_use":1,"idle":2}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 /// A request to `addr` carrying the push token.
 async fn with_token(addr: SocketAddr, path: &str, body: &str) -> Resp {
     let req = format!(
@@ -156,21 +174,14 @@ async fn a_pool_capped_leak_is_flagged_from_forwarded_pools_as_from_direct_pushe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_survives_a_restart_of_the_central_instance() {
     let pg = Pg::start();
-    let first = central(&pg, "127.0.0.1:0").await;
+    let (first, side) = pair(&pg, TOKEN).await;
     let addr = first.push_addr;
-    let side = sidecar("pod-a", addr, TOKEN).await;
     let pool = r#"poolwatch_pool_open_connections{app="shop",pool="primary",instance="pod-a"}"#;
     let (ok, error) = (
         r#"poolwatch_forward_requests_total{outcome="ok"}"#,
         r#"poolwatch_forward_requests_total{outcome="error"}"#,
     );
-    let r = side
-        .push(
-            "/api/v1/pools/shop/primary",
-            r#"{"open":3,"in_use":1,"idle":2}"#,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    push_shop(&side).await;
     first
         .wait_metrics(Duration::from_secs(10), "the forwarded pool", |m| {
             value(m, pool) == Some(3.0)
@@ -215,15 +226,8 @@ async fn forwarding_survives_a_restart_of_the_central_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_token_or_body_is_refused_and_changes_nothing() {
     let pg = Pg::start();
-    let central = central(&pg, "127.0.0.1:0").await;
-    let side = sidecar("pod-a", central.push_addr, "not-the-token-0123456789").await;
-    let r = side
-        .push(
-            "/api/v1/pools/shop/primary",
-            r#"{"open":3,"in_use":1,"idle":2}"#,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    let (central, side) = pair(&pg, "not-the-token-0123456789").await;
+    push_shop(&side).await;
     side.wait_metrics(Duration::from_secs(10), "refusals counted", |m| {
         value(
             m,
@@ -278,5 +282,56 @@ async fn a_bad_token_or_body_is_refused_and_changes_nothing() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["accepted"], 1);
     side.stop().await;
+    central.stop().await;
+}
+
+/// `https://`: the sidecar verifies the central instance's certificate against
+/// `forward.ca_file`; with a CA that did not sign it, nothing is sent and the failures
+/// are counted as `error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_over_tls_verify_the_central_certificate() {
+    if common::require_tool("openssl").is_none() {
+        return;
+    }
+    let certs = common::temp_path("forward-certs");
+    common::make_certs(&certs, "/CN=poolwatch test CA");
+    let other = certs.join("other");
+    common::make_certs(&other, "/CN=some other CA");
+    let web = common::TempFile::new(&format!(
+        "tls_server_config:\n  cert_file: {0}/server.crt\n  key_file: {0}/server.key\n",
+        certs.display()
+    ));
+    let central = Daemon::start(&format!(
+        "web_config_file: {}\nhttp:\n  push_token: {TOKEN}\n",
+        web.0.display()
+    ))
+    .await;
+    let port = central.push_addr.port();
+    for (ca, outcome) in [
+        (certs.join("ca.crt"), "ok"),
+        (other.join("ca.crt"), "error"),
+    ] {
+        let side = Daemon::start(&format!(
+            "mode: sidecar\ninstance: pod-a\nlisten_address: 127.0.0.1:0\npush_listen_address: 127.0.0.1:0\n\
+             forward:\n  url: https://localhost:{port}\n  token: {TOKEN}\n  ca_file: {}\n  timeout_seconds: 2\n\
+             analysis:\n  interval_seconds: 0.3\n",
+            ca.display()
+        ))
+        .await;
+        push_shop(&side).await;
+        let counted = format!(r#"poolwatch_forward_requests_total{{outcome="{outcome}"}}"#);
+        let m = side
+            .wait_metrics(Duration::from_secs(10), &counted, |m| {
+                value(m, &counted) >= Some(1.0)
+            })
+            .await;
+        let others: f64 = lines_starting(&m, "poolwatch_forward_requests_total{")
+            .iter()
+            .filter(|l| !l.contains(&format!("\"{outcome}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(others, 0.0, "only {outcome}: {m}");
+        side.stop().await;
+    }
     central.stop().await;
 }
