@@ -241,13 +241,15 @@ class Prometheus:
             return json.load(r)["data"]
 
     def first_firing(self, start, end):
-        """{(alertname, severity, app, instance): first time firing}, to the second."""
+        """{(alertname, severity, app, replica): first time firing}, to the second; the replica
+        is app_instance (the pushing pod), else the target's instance."""
         data = self.query("/api/v1/query_range", query='ALERTS{alertstate="firing"}',
                           start=start, end=end, step=1)
         out = {}
         for s in data["result"]:
             m = s["metric"]
-            k = (m.get("alertname"), m.get("severity"), m.get("app", ""), m.get("instance", ""))
+            k = (m.get("alertname"), m.get("severity"), m.get("app", ""),
+                 m.get("app_instance", m.get("instance", "")))
             out[k] = min(float(v[0]) for v in s["values"])
         return out
 

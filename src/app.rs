@@ -124,8 +124,9 @@ impl Core {
     pub fn new(cfg: &Config) -> prometheus::Result<Core> {
         let registry = metrics::new_registry()?;
         let store = Arc::new(Store::register(&registry, &cfg.pools)?);
+        let consts = metrics::ConstLabels::database(cfg.database_label.as_deref());
         let mut views = metrics::Views::default();
-        views.add(PoolCollector::new(store.clone()));
+        views.add(PoolCollector::new(store.clone(), consts.clone()));
         let ingest = IngestMetrics::register(&registry)?;
         let open_connections =
             http::register_connections(&registry, cfg.push_listen_address != cfg.listen_address)?;
@@ -138,7 +139,7 @@ impl Core {
         let (sampler, server_rx) = match cfg.database.clone() {
             Some(db) => {
                 let (sampler, rx) = Sampler::register(&registry, db)?;
-                views.add(ServerCollector::new(rx.clone()));
+                views.add(ServerCollector::new(rx.clone(), consts.clone()));
                 (Some(sampler), Some(rx))
             }
             None => (None, None),
@@ -161,7 +162,7 @@ impl Core {
             store.clone(),
             server_rx,
         );
-        views.add(AppCollector::new(reports.clone()));
+        views.add(AppCollector::new(reports.clone(), consts));
         let web = match cfg.web.clone() {
             Some(w) => Some(Reloader::register(&registry, w)?),
             None => None,

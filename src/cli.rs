@@ -13,10 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
+
+use crate::sampler::connect::EncryptOnly;
 
 /// How long a request may take, connection and TLS included.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -151,7 +155,7 @@ async fn exchange(target: &Target, trust: &TlsTrust, path: &str) -> Result<(u16,
     if let Some(c) = &target.credentials {
         request = request.header(
             hyper::header::AUTHORIZATION,
-            format!("Basic {}", base64(c.as_bytes())),
+            format!("Basic {}", STANDARD.encode(c.as_bytes())),
         );
     }
     let request = request
@@ -199,7 +203,7 @@ fn client_config(target: &Target, trust: &TlsTrust) -> Result<rustls::ClientConf
     if trust.insecure || (trust.ca_file.is_none() && target.is_loopback()) {
         return Ok(builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
             .with_no_client_auth());
     }
     let file = trust
@@ -217,78 +221,6 @@ fn client_config(target: &Target, trust: &TlsTrust) -> Result<rustls::ClientConf
 
 fn ca_problem(file: &Path, e: &dyn std::fmt::Display) -> String {
     format!("--ca-file {}: {e}", file.display())
-}
-
-/// Accepts any server certificate (the signatures are still checked, so the session is
-/// encrypted to whoever holds the key it presented).
-#[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Standard base64 with padding (RFC 4648), for the `Authorization` header.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// A duration in seconds as `45s`, `12m05s` or `3h02m`; `-` when unknown.
@@ -442,10 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn base64_and_ages() {
-        assert_eq!(base64(b"a:b"), "YTpi");
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"u:>>>"), "dTo+Pj4=");
+    fn ages() {
         assert_eq!(age(Some(59.4)), "59s");
         assert_eq!(age(Some(725.0)), "12m05s");
         assert_eq!(age(Some(10920.0)), "3h02m");

@@ -92,6 +92,10 @@ pub struct Config {
     pub database: Option<DatabaseConfig>,
     /// Sidecar mode: the central instance its pools are forwarded to.
     pub forward: Option<ForwardConfig>,
+    /// The `database` label of every view series: the watched database's name, else
+    /// (sidecar mode without a database) `database.name` or the first socket peer. `None`
+    /// when nothing names a database: the label is left out.
+    pub database_label: Option<String>,
     /// Things worth a log line at start that are not errors.
     pub warnings: Vec<String>,
 }
@@ -336,7 +340,8 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
     let http = HttpConfig::from_values(&mut v);
     let web = HttpConfig::web_from_values(&mut v);
     let pools = PoolsConfig::from_values(&mut v);
-    let database = DatabaseConfig::from_values(&mut v);
+    let database_name = DatabaseConfig::name_from_values(&mut v);
+    let database = DatabaseConfig::from_values(&mut v, database_name.clone());
     let pod_ip = match v.text(&POD_IP).filter(|s| !s.is_empty()) {
         Some(ip) => ip
             .parse::<IpAddr>()
@@ -349,6 +354,15 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
         mode,
         database.as_ref().and_then(DatabaseConfig::peer),
     );
+    let database_label = match &database {
+        Some(db) => Some(db.name.clone()),
+        None => database_name.or_else(|| socket.as_ref().and_then(|s| s.peers.first().cloned())),
+    };
+    if database_label.is_none() && mode == Mode::Sidecar {
+        v.warn(
+            "no database.name, database or socket.peers: series carry no database label, so the same application on two databases cannot be told apart; set database.name".into(),
+        );
+    }
     let analysis =
         AnalysisSettings::from_values(&mut v, database.as_ref().map(|d| d.interval), pools.expiry);
     let forward = ForwardConfig::from_values(&mut v, mode);
@@ -372,6 +386,7 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
         analysis,
         database,
         forward,
+        database_label,
         warnings,
     })
 }
@@ -488,6 +503,47 @@ mod tests {
                 "{file:?}: {needle:?} missing from {err}"
             );
         }
+    }
+
+    /// The `database` label: the database's host:port, `database.name` over it, a
+    /// sidecar's first socket peer without a database, none (with a warning in sidecar
+    /// mode only) when nothing names one.
+    #[test]
+    fn database_label_sources() {
+        let central = |file: &str| load_with(Some(file), &[], &[]).unwrap();
+        let c = central("database:\n  url: postgres://u@db.internal:6432/d\n");
+        assert_eq!(c.database_label.as_deref(), Some("db.internal:6432"));
+        let c = central("database:\n  url: postgres://u@db.internal/d\n  name: orders\n");
+        assert_eq!(c.database_label.as_deref(), Some("orders"));
+        let c = central("");
+        assert_eq!(c.database_label, None);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+        let sidecar = |file: &str| {
+            load_with(
+                Some(&format!("mode: sidecar\n{file}")),
+                &[],
+                &[("POD_NAME", "api-1")],
+            )
+            .unwrap()
+        };
+        let c = sidecar("socket:\n  peers: pg-a.internal:5432,pg-b.internal:5432\n");
+        assert_eq!(c.database_label.as_deref(), Some("pg-a.internal:5432"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = sidecar("database:\n  name: orders\nsocket:\n  peers: 10.0.0.5:5432\n");
+        assert_eq!(c.database_label.as_deref(), Some("orders"));
+        let c = sidecar("");
+        assert_eq!(c.database_label, None);
+        assert!(
+            c.warnings.iter().any(|w| w.contains("database.name")),
+            "{:?}",
+            c.warnings
+        );
+        let flags = [("database.name", "from-flag")];
+        let c = load_with(None, &flags, &[("POOLWATCH_DATABASE_NAME", "from-env")]).unwrap();
+        assert_eq!(c.database_label.as_deref(), Some("from-flag"));
+        let c = load_with(None, &[], &[("POOLWATCH_DATABASE_NAME", "from-env")]).unwrap();
+        assert_eq!(c.database_label.as_deref(), Some("from-env"));
     }
 
     #[test]

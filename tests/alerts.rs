@@ -192,20 +192,44 @@ fn every_alert_is_annotated_and_has_a_runbook() {
         let description = a["description"]
             .as_str()
             .unwrap_or_else(|| panic!("{name}: no description"));
-        assert!(
-            description.contains("$labels.instance"),
-            "{name}: description must name the instance"
-        );
-        // A state alert (`== 0`: down, unreachable) has no value worth showing.
+        // Every alert on a view series names the database it is about (the label model:
+        // docs/metrics.md), with a fallback for a series without one; the target alert
+        // names the poolwatch that is down.
         let expr = r["expr"].as_str().unwrap();
+        if expr.contains("poolwatch_") {
+            assert!(
+                description.contains("with $labels.database"),
+                "{name}: description must name the database, and not leave a gap without one"
+            );
+            assert!(
+                !description.contains("on {{ $labels.instance }}"),
+                "{name}: the target's instance is the poolwatch, not the database or the replica"
+            );
+        } else {
+            assert!(
+                description.contains("$labels.instance"),
+                "{name}: description must name the target"
+            );
+        }
+        if description.contains("$labels.app_instance") {
+            assert!(
+                description.contains("with $labels.app_instance"),
+                "{name}: app_instance is absent in central mode: no dangling text without it"
+            );
+        }
+        // A state alert (`== 0`: down, unreachable) has no value worth showing.
         assert!(
             description.contains("$value") || expr.contains("== 0"),
             "{name}: description must give the current value"
         );
         if expr.contains("poolwatch_app_") || expr.contains("poolwatch_pool_") {
             assert!(
-                description.contains("$labels.app"),
+                description.contains("$labels.app }}"),
                 "{name}: description must name the application"
+            );
+            assert!(
+                description.contains("with $labels.app_instance"),
+                "{name}: description must name the replica when there is one"
             );
         }
         let url = a["runbook_url"]
@@ -507,12 +531,14 @@ async fn a_real_prometheus_loads_the_rules_against_a_real_poolwatch() {
                 .as_array()
                 .is_some_and(|ts| ts.iter().any(|t| t["health"] == "up"));
         }
-        // The rules evaluate on scraped data, and honor_labels keeps the pushed instance.
+        // The rules evaluate on scraped data: the target's instance, the pushed replica as
+        // app_instance.
         let q = "/api/v1/query?query=poolwatch%3Apool_in_use_connections%3Aratio";
         if let Some(v) = get_json(addr, q).await {
             done[2] = v["data"]["result"].as_array().is_some_and(|rs| {
                 rs.iter().any(|r| {
-                    r["metric"]["instance"] == "billing-pod-1"
+                    r["metric"]["app_instance"] == "billing-pod-1"
+                        && r["metric"]["instance"] == d.addr.to_string()
                         && r["metric"]["app"] == "billing"
                         && r["metric"]["job"] == "poolwatch"
                         && r["value"][1] == "0.5"
@@ -528,8 +554,126 @@ async fn a_real_prometheus_loads_the_rules_against_a_real_poolwatch() {
     assert!(done[1], "poolwatch target not up\nprometheus log:\n{plog}");
     assert!(
         done[2],
-        "recording rule not evaluated on scraped data with the pushed instance\n{plog}"
+        "recording rule not evaluated on scraped data with the pushed app_instance\n{plog}"
     );
     drop(guard);
     d.stop().await;
+}
+
+/// An alert's labels, `alertname` included.
+type Labels = BTreeMap<String, String>;
+
+/// Every alert the unit tests expect to fire, with its labels: the label shape the rules
+/// give alerts on the series Prometheus stores.
+fn expected_alerts() -> Vec<Labels> {
+    let mut out = Vec::new();
+    for f in test_files() {
+        let doc = yaml(&f);
+        for t in doc["tests"].as_sequence().expect("tests") {
+            for c in t["alert_rule_test"].as_sequence().into_iter().flatten() {
+                let name = c["alertname"].as_str().unwrap();
+                for a in c["exp_alerts"].as_sequence().into_iter().flatten() {
+                    let mut l: Labels = a["exp_labels"]
+                        .as_mapping()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                Value::String(s) => s.clone(),
+                                other => serde_yaml::to_string(other).unwrap().trim().to_string(),
+                            };
+                            (k.as_str().unwrap().to_string(), v)
+                        })
+                        .collect();
+                    l.insert("alertname".into(), name.into());
+                    out.push(l);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether `alert` satisfies the matchers (`name="value"` or `name=~"a|b"`, the forms the
+/// example uses; a regex of plain alternatives only).
+fn matches(matchers: &Value, alert: &Labels) -> bool {
+    matchers.as_sequence().unwrap().iter().all(|m| {
+        let m = m.as_str().unwrap();
+        let (name, op, want) = if let Some((n, v)) = m.split_once("=~") {
+            (n, "=~", v)
+        } else {
+            let (n, v) = m.split_once('=').unwrap();
+            (n, "=", v)
+        };
+        let want = want.trim_matches('"');
+        let have = alert.get(name).map_or("", String::as_str);
+        match op {
+            "=" => have == want,
+            _ => {
+                assert!(
+                    want.chars().all(|c| c.is_ascii_alphanumeric() || c == '|'),
+                    "{m}: only plain alternatives are understood here"
+                );
+                want.split('|').any(|w| w == have)
+            }
+        }
+    })
+}
+
+/// Alertmanager's `equal`: the same value in both, an absent label equal to an empty one.
+fn equal(labels: &Value, a: &Labels, b: &Labels) -> bool {
+    labels.as_sequence().unwrap().iter().all(|l| {
+        let l = l.as_str().unwrap();
+        a.get(l).map_or("", String::as_str) == b.get(l).map_or("", String::as_str)
+    })
+}
+
+/// Each inhibition of the Alertmanager example silences some alert the rules really
+/// raise, with the labels they really carry (the unit tests' expected alerts), and only on
+/// the same database: the same target alert on another database stays.
+#[test]
+fn inhibitions_match_the_alerts_the_rules_raise() {
+    let am = yaml(&root().join("alerts/alertmanager.example.yaml"));
+    let alerts = expected_alerts();
+    let group_by: Vec<&str> = am["route"]["group_by"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(group_by, ["alertname", "database", "app"]);
+    for rule in am["inhibit_rules"].as_sequence().unwrap() {
+        let sources: Vec<&Labels> = alerts
+            .iter()
+            .filter(|a| matches(&rule["source_matchers"], a))
+            .collect();
+        let targets: Vec<&Labels> = alerts
+            .iter()
+            .filter(|a| matches(&rule["target_matchers"], a))
+            .collect();
+        let pair = sources.iter().find_map(|s| {
+            targets
+                .iter()
+                .find(|t| *s != **t && equal(&rule["equal"], s, t))
+                .map(|t| (*s, *t))
+        });
+        let (s, t) = pair.unwrap_or_else(|| {
+            panic!(
+                "inhibition {rule:?} silences no alert the rules raise: sources {sources:?}, targets {targets:?}"
+            )
+        });
+        let needs_database = rule["equal"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|l| l == "database");
+        if needs_database {
+            let mut elsewhere = t.clone();
+            elsewhere.insert("database".into(), "another-db:5432".into());
+            assert!(
+                !equal(&rule["equal"], s, &elsewhere),
+                "{rule:?}: silences {t:?} on another database too"
+            );
+        }
+    }
 }

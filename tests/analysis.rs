@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{http, lines_starting, value, Daemon, Pg};
+use common::{http, lines_starting, parse_series, value, Daemon, Pg};
 
 /// Fast samples and a small evidence threshold, so that a test sees in seconds what takes
 /// a minute at the defaults: a stuck connection counts after 1 s, ten of them decide
@@ -28,15 +28,14 @@ async fn push(d: &Daemon, app: &str, open: usize, in_use: usize) {
 
 /// The reasons `poolwatch_app_leak_reason` says 1 for.
 fn reasons(m: &str, app: &str) -> Vec<String> {
-    lines_starting(m, &format!("poolwatch_app_leak_reason{{app=\"{app}\""))
+    lines_starting(m, "poolwatch_app_leak_reason{")
         .into_iter()
         .filter(|l| l.ends_with(" 1"))
         .filter_map(|l| {
-            l.split("reason=\"")
-                .nth(1)?
-                .split('"')
-                .next()
-                .map(String::from)
+            let (_, labels) = parse_series(l.rsplit_once(' ')?.0)?;
+            let get = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            (get("app")? == app).then_some(())?;
+            get("reason")
         })
         .collect()
 }
@@ -45,7 +44,8 @@ fn reasons(m: &str, app: &str) -> Vec<String> {
 async fn rows_never_closed_are_called_a_leak_by_their_idle_checked_out_connections() {
     let pg = Pg::start();
     let d = Daemon::start(&config(&pg.url())).await;
-    let suspected = r#"poolwatch_app_leak_suspected{app="leaky",instance=""}"#;
+    let db = pg.database();
+    let suspected = &format!(r#"poolwatch_app_leak_suspected{{database="{db}",app="leaky"}}"#);
     let mut held = Vec::new();
     let started = Instant::now();
     let mut detected = None;
@@ -75,7 +75,7 @@ async fn rows_never_closed_are_called_a_leak_by_their_idle_checked_out_connectio
     // lifetime is pushed, the views agree on the count, and growth is not used where the
     // views can be compared.
     assert_eq!(reasons(&m, "leaky"), ["idle_in_use"], "{m}");
-    let l = r#"{app="leaky",instance=""}"#;
+    let l = format!(r#"{{database="{db}",app="leaky"}}"#);
     let stuck = value(&m, &format!("poolwatch_app_idle_in_use_connections{l}")).unwrap();
     assert!(stuck >= 1.0, "{m}");
     assert_eq!(
@@ -135,9 +135,10 @@ async fn a_burst_released_after_a_push_is_not_counted_as_checked_out() {
     let pg = Pg::start();
     let d = Daemon::start(&config(&pg.url())).await;
     let app = "bursty";
-    let suspected = format!(r#"poolwatch_app_leak_suspected{{app="{app}",instance=""}}"#);
+    let db = pg.database();
+    let suspected = format!(r#"poolwatch_app_leak_suspected{{database="{db}",app="{app}"}}"#);
     let idle_in_use =
-        format!(r#"poolwatch_app_idle_in_use_connections{{app="{app}",instance=""}}"#);
+        format!(r#"poolwatch_app_idle_in_use_connections{{database="{db}",app="{app}"}}"#);
     // The pool's connections, kept open; two stay idle in the pool throughout.
     let mut conns = Vec::new();
     for _ in 0..12 {

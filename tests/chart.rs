@@ -1815,6 +1815,12 @@ async fn verify_full_with_a_private_ca_mounted_through_extra_volumes() {
         .into_iter()
         .find(|d| kind_of(d) == "Deployment")
         .expect("a Deployment");
+    // The database label: the URL's host:port.
+    let up_series = format!(r#"poolwatch_pg_up{{database="localhost:{}"}}"#, pg.port);
+    let tls_series = format!(
+        r#"poolwatch_pg_sample_errors_total{{database="localhost:{}",kind="tls"}}"#,
+        pg.port
+    );
     for (ca, want_up) in [(certs.join("ca.crt"), true), (other.join("ca.crt"), false)] {
         let root = dir.join(if want_up { "right-ca" } else { "wrong-ca" });
         let ca_pem = std::fs::read_to_string(&ca).unwrap();
@@ -1855,9 +1861,8 @@ async fn verify_full_with_a_private_ca_mounted_through_extra_volumes() {
                 Ok(_) => common::http(addr, "GET", "/metrics", None).await.body,
                 Err(_) => String::new(),
             };
-            let up = common::value(&m, "poolwatch_pg_up") == Some(1.0);
-            let tls_errors =
-                common::value(&m, r#"poolwatch_pg_sample_errors_total{kind="tls"}"#).unwrap_or(0.0);
+            let up = common::value(&m, &up_series) == Some(1.0);
+            let tls_errors = common::value(&m, &tls_series).unwrap_or(0.0);
             if (want_up && up) || (!want_up && tls_errors >= 1.0) {
                 break m;
             }
@@ -1870,17 +1875,13 @@ async fn verify_full_with_a_private_ca_mounted_through_extra_volumes() {
         if want_up {
             assert!(pg.poolwatch_uses_ssl().await, "verify-full must encrypt");
         } else {
-            assert_eq!(
-                common::value(&metrics, "poolwatch_pg_up"),
-                Some(0.0),
-                "{metrics}"
-            );
+            assert_eq!(common::value(&metrics, &up_series), Some(0.0), "{metrics}");
         }
         eprintln!(
             "verify-full with {}: poolwatch_pg_up {:?}, tls errors {:?}",
             ca.display(),
-            common::value(&metrics, "poolwatch_pg_up"),
-            common::value(&metrics, r#"poolwatch_pg_sample_errors_total{kind="tls"}"#)
+            common::value(&metrics, &up_series),
+            common::value(&metrics, &tls_series)
         );
         let _ = child.kill();
         let _ = child.wait();

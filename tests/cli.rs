@@ -5,7 +5,7 @@ mod common;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http, TempFile};
+use common::{http, value, TempFile};
 
 const BIN: &str = env!("CARGO_BIN_EXE_poolwatch");
 
@@ -161,7 +161,10 @@ async fn push_only_serves_and_stops_on_sigterm() {
     assert_eq!(r.status, 200, "{}", r.body);
     let m = wait_http(addr, "/metrics", |_| true).await;
     assert!(
-        m.contains(r#"poolwatch_pool_open_connections{app="demo",pool="main",instance=""} 3"#),
+        value(
+            &m,
+            r#"poolwatch_pool_open_connections{app="demo",pool="main",app_instance=""}"#
+        ) == Some(3.0),
         "{m}"
     );
     let (code, err, took) = terminate(child);
@@ -196,11 +199,19 @@ async fn database_outage_is_logged_once_without_the_password() {
         ],
         &[("DATABASE_URL", url.as_str())],
     );
+    // The database label defaults to the URL's host:port.
     let m = wait_http(addr, "/metrics", |m| {
-        m.contains("poolwatch_pg_sample_errors_total{kind=\"connect\"} 3")
+        value(
+            m,
+            &format!(r#"poolwatch_pg_sample_errors_total{{database="{dead}",kind="connect"}}"#),
+        ) == Some(3.0)
     })
     .await;
-    assert!(m.contains("poolwatch_pg_up 0"), "{m}");
+    assert_eq!(
+        value(&m, &format!(r#"poolwatch_pg_up{{database="{dead}"}}"#)),
+        Some(0.0),
+        "{m}"
+    );
     let (code, err, _) = terminate(child);
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("hunter2"), "password in logs:\n{err}");

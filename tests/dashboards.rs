@@ -6,14 +6,14 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{http, require_tool, temp_path, Daemon, Pg};
+use common::prometheus::Prometheus;
+use common::{require_tool, Daemon, Pg};
 use serde_json::Value;
 
 const ALLOWED_PANELS: [&str; 3] = ["timeseries", "stat", "table"];
@@ -260,6 +260,27 @@ fn dashboards_follow_the_conventions() {
                     "{file}: {title}: target datasource"
                 );
                 let expr = t["expr"].as_str().unwrap();
+                // The label model: an application is only one per database (and cluster
+                // and namespace), the replica is app_instance, never the target's instance.
+                for (at, _) in expr.match_indices(" by (") {
+                    let by = &expr[at + 5..at + expr[at..].find(')').unwrap()];
+                    let by: Vec<&str> = by.split(',').map(str::trim).collect();
+                    if by
+                        .iter()
+                        .any(|l| ["app", "app_instance", "pool"].contains(l))
+                    {
+                        for l in ["cluster", "namespace", "database"] {
+                            assert!(
+                                by.contains(&l),
+                                "{file}: {title}: grouping by application without {l}: {expr}"
+                            );
+                        }
+                    }
+                }
+                assert!(
+                    !expr.contains("$instance") && !expr.contains("application_name=~\"$app\""),
+                    "{file}: {title}: select the replica by app_instance and the server view by the pool's application_name: {expr}"
+                );
                 for f in ["rate(", "irate(", "increase("] {
                     for (at, _) in expr.match_indices(f) {
                         let rest = &expr[at..];
@@ -286,7 +307,19 @@ fn dashboards_follow_the_conventions() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["datasource", "job", "app", "instance", "datname"]);
+    assert_eq!(
+        names,
+        [
+            "datasource",
+            "job",
+            "cluster",
+            "namespace",
+            "database",
+            "app",
+            "app_instance",
+            "datname"
+        ]
+    );
     eprintln!("conventions: {total_panels} panels, {total_targets} queries checked");
 }
 
@@ -312,126 +345,6 @@ fn dashboards_validate_against_grafanas_published_schema() {
 
 // ---------------------------------------------------------------------------------------
 // Execution against a real Prometheus.
-
-/// A Prometheus server scraping the given jobs, killed on drop.
-struct Prometheus {
-    child: Child,
-    dir: PathBuf,
-    addr: SocketAddr,
-}
-
-impl Prometheus {
-    fn start(bin: &Path, jobs: &[(&str, SocketAddr)]) -> Prometheus {
-        let dir = temp_path("prometheus");
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let mut conf = String::from(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
-        );
-        for (job, addr) in jobs {
-            conf.push_str(&format!(
-                "  - job_name: {job}\n    honor_labels: true\n    static_configs:\n      - targets: [\"{addr}\"]\n"
-            ));
-        }
-        std::fs::write(dir.join("prometheus.yml"), conf).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(bin)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--storage.tsdb.retention.time=1h")
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
-        Prometheus { child, dir, addr }
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok()
-                && http(self.addr, "GET", "/-/ready", None).await.status == 200
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready: {}",
-                std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// GET an API path; panics unless Prometheus answers success.
-    async fn api(&self, path: &str) -> Value {
-        let r = http(self.addr, "GET", path, None).await;
-        let v: Value = serde_json::from_str(&r.body)
-            .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {}", r.body));
-        assert_eq!(v["status"], "success", "{path}: {}", r.body);
-        v["data"].clone()
-    }
-
-    async fn instant(&self, expr: &str) -> Vec<Value> {
-        let d = self
-            .api(&format!("/api/v1/query?query={}", encode(expr)))
-            .await;
-        d["result"].as_array().cloned().unwrap_or_default()
-    }
-
-    async fn range(&self, expr: &str, start: f64, end: f64) -> Vec<Value> {
-        let d = self
-            .api(&format!(
-                "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step=1",
-                encode(expr)
-            ))
-            .await;
-        d["result"].as_array().cloned().unwrap_or_default()
-    }
-
-    async fn label_values(&self, label: &str, selector: &str, start: f64, end: f64) -> Vec<Value> {
-        let d = self
-            .api(&format!(
-                "/api/v1/label/{label}/values?match[]={}&start={start:.3}&end={end:.3}",
-                encode(selector)
-            ))
-            .await;
-        d.as_array().cloned().unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 fn now() -> f64 {
     SystemTime::now()
@@ -539,7 +452,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         ))
         .await,
     );
-    let prom = Prometheus::start(
+    let prom = Prometheus::scraping(
         &prometheus,
         &[
             ("poolwatch", central.addr),
@@ -606,6 +519,13 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             let selector = substitute(selector.trim(), &values);
             let got = prom.label_values(label.trim(), &selector, start, end).await;
             eprintln!("{file}: ${name} = {got:?}");
+            // cluster and namespace exist only where the Prometheus setup adds them (not
+            // here): empty, and their All (.*) matches series without them.
+            if ["cluster", "namespace"].contains(&name) {
+                assert!(got.is_empty(), "{file}: {name}: {got:?}");
+                values.insert(name, ".*");
+                continue;
+            }
             assert!(!got.is_empty(), "{file}: variable {name} ({q}) is empty");
             var_lists += 1;
             let chosen = match name {
@@ -615,6 +535,10 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
                 }
                 "datname" => {
                     assert!(got.contains(&Value::from("postgres")), "{file}: {got:?}");
+                    ".*"
+                }
+                "database" => {
+                    assert_eq!(got, [Value::from(pg.database())], "{file}");
                     ".*"
                 }
                 _ if v["includeAll"] == true => ".*",

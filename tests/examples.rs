@@ -14,6 +14,7 @@ async fn go_example_pushes_db_stats_as_encoding_json_writes_them() {
         return;
     };
     let pg = Pg::start();
+    let db = pg.database();
     let d = Daemon::start(&format!(
         "database:\n  url: {}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\n",
         pg.url()
@@ -59,7 +60,7 @@ async fn go_example_pushes_db_stats_as_encoding_json_writes_them() {
         .await;
     assert_series(
         &m,
-        r#"{app="go-dbstats",pool="primary",instance="pod-go"}"#,
+        &format!(r#"{{database="{db}",app="go-dbstats",pool="primary",app_instance="pod-go"}}"#),
         &[
             ("poolwatch_pool_in_use_connections", 2.0),
             // Two held, one pinged.
@@ -85,6 +86,7 @@ async fn go_client_golang_push_is_analysed_unchanged() {
         return;
     };
     let pg = Pg::start();
+    let db = pg.database();
     let d = Daemon::start(&format!(
         "database:\n  url: {}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\nanalysis:\n  interval_seconds: 0.3\n  window_seconds: 6\n",
         pg.url()
@@ -102,8 +104,8 @@ async fn go_client_golang_push_is_analysed_unchanged() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let pool = r#"{app="billing",pool="orders",instance="pod-go"}"#;
-    let app = r#"{app="billing",instance=""}"#;
+    let pool = &format!(r#"{{database="{db}",app="billing",pool="orders",app_instance="pod-go"}}"#);
+    let app = &format!(r#"{{database="{db}",app="billing",app_instance=""}}"#);
     let m = d
         .wait_metrics(
             Duration::from_secs(20),
@@ -180,6 +182,7 @@ async fn python_push_to_gateway_with_psycopg_pool() {
         return;
     }
     let pg = Pg::start();
+    let db = pg.database();
     let d = Daemon::start(&format!(
         "database:\n  url: {}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\nanalysis:\n  interval_seconds: 0.3\n  window_seconds: 6\n",
         pg.url()
@@ -198,8 +201,8 @@ async fn python_push_to_gateway_with_psycopg_pool() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let pool = r#"{app="reports",pool="main",instance="pod-py"}"#;
-    let app = r#"{app="reports",instance=""}"#;
+    let pool = &format!(r#"{{database="{db}",app="reports",pool="main",app_instance="pod-py"}}"#);
+    let app = &format!(r#"{{database="{db}",app="reports",app_instance=""}}"#);
     let m = d
         .wait_metrics(
             Duration::from_secs(30),
@@ -249,6 +252,7 @@ async fn node_pg_pool_pushes_json() {
         return;
     }
     let pg = Pg::start();
+    let db = pg.database();
     let d = Daemon::start(&format!(
         "database:\n  url: {}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\nanalysis:\n  interval_seconds: 0.3\n  window_seconds: 6\n",
         pg.url()
@@ -281,7 +285,7 @@ async fn node_pg_pool_pushes_json() {
     let m = d.metrics().await;
     assert_series(
         &m,
-        r#"{app="web",pool="main",instance="pod-node"}"#,
+        &format!(r#"{{database="{db}",app="web",pool="main",app_instance="pod-node"}}"#),
         &[
             ("poolwatch_pool_in_use_connections", 2.0),
             ("poolwatch_pool_open_connections", 2.0),
@@ -369,6 +373,7 @@ async fn python_sqlalchemy_otel_pool_joins_the_server_view() {
         return;
     }
     let pg = Pg::start();
+    let db = pg.database();
     let d = watching(&pg).await;
     let mut child = python_otel_app(
         &d,
@@ -379,8 +384,9 @@ async fn python_sqlalchemy_otel_pool_joins_the_server_view() {
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
         ],
     );
-    let pool = r#"{app="reports",pool="main",instance="pod-reports"}"#;
-    let app = r#"{app="reports",instance=""}"#;
+    let pool =
+        &format!(r#"{{database="{db}",app="reports",pool="main",app_instance="pod-reports"}}"#);
+    let app = &format!(r#"{{database="{db}",app="reports",app_instance=""}}"#);
     let m = d
         .wait_metrics(
             Duration::from_secs(30),
@@ -431,6 +437,7 @@ async fn python_sqlalchemy_otel_leak_is_flagged() {
         return;
     }
     let pg = Pg::start();
+    let db = pg.database();
     let d = watching(&pg).await;
     let mut child = python_otel_app(
         &d,
@@ -438,7 +445,7 @@ async fn python_sqlalchemy_otel_leak_is_flagged() {
         "leaky-reports",
         &[("WORK", "leak"), ("LEAK", "6"), ("EVERY", "0.3")],
     );
-    let app = r#"{app="leaky-reports",instance=""}"#;
+    let app = &format!(r#"{{database="{db}",app="leaky-reports",app_instance=""}}"#);
     let m = d
         .wait_metrics(Duration::from_secs(40), "the leak to be flagged", |m| {
             value(m, &format!("poolwatch_app_leak_suspected{app}")) == Some(1.0)
@@ -447,7 +454,9 @@ async fn python_sqlalchemy_otel_leak_is_flagged() {
     let _ = child.kill();
     let _ = child.wait();
     eprintln!("{}", lines_of(&m, "leaky-reports"));
-    let pool = r#"{app="leaky-reports",pool="main",instance="pod-leaky-reports"}"#;
+    let pool = &format!(
+        r#"{{database="{db}",app="leaky-reports",pool="main",app_instance="pod-leaky-reports"}}"#
+    );
     let in_use = value(&m, &format!("poolwatch_pool_in_use_connections{pool}")).unwrap();
     assert!(in_use >= 2.0, "checked out and never returned: {in_use}");
     assert!(
@@ -460,7 +469,9 @@ async fn python_sqlalchemy_otel_leak_is_flagged() {
     assert_eq!(
         value(
             &m,
-            r#"poolwatch_app_leak_reason{app="leaky-reports",instance="",reason="idle_in_use"}"#
+            &format!(
+                r#"poolwatch_app_leak_reason{{database="{db}",app="leaky-reports",app_instance="",reason="idle_in_use"}}"#
+            )
         ),
         Some(1.0),
         "{}",
@@ -508,6 +519,7 @@ async fn node_pg_otel_protobuf_and_json_exports_become_pools() {
         return;
     }
     let pg = Pg::start();
+    let db = pg.database();
     let d = watching(&pg).await;
     let mut children = [("web", "protobuf"), ("web-json", "json")].map(|(service, encoding)| {
         otel_client(
@@ -526,11 +538,11 @@ async fn node_pg_otel_protobuf_and_json_exports_become_pools() {
     });
     let pool_of = |service: &str| {
         format!(
-            r#"{{app="{service}",pool="127.0.0.1:{}_postgres",instance="pod-{service}"}}"#,
+            r#"{{database="{db}",app="{service}",pool="127.0.0.1:{}_postgres",app_instance="pod-{service}"}}"#,
             pg.port
         )
     };
-    let app_of = |service: &str| format!(r#"{{app="{service}",instance=""}}"#);
+    let app_of = |service: &str| format!(r#"{{database="{db}",app="{service}",app_instance=""}}"#);
     let m = d
         .wait_metrics(
             Duration::from_secs(30),

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{value, Daemon, Pg};
+use common::{on_db, value, Daemon, Pg};
 
 fn config(url: &str, extra: &str) -> String {
     format!(
@@ -24,9 +24,10 @@ async fn scrape(d: &Daemon) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_restarts_under_load() {
     let pg = Pg::start();
+    let db = pg.database();
     let d = Daemon::start(&config(&pg.url(), "")).await;
     d.wait_metrics(Duration::from_secs(10), "pg_up 1", |m| {
-        value(m, "poolwatch_pg_up") == Some(1.0)
+        value(m, &on_db(&db, "poolwatch_pg_up")) == Some(1.0)
     })
     .await;
     // Load: pushes and scrapes all along, from another task.
@@ -57,7 +58,7 @@ async fn fifty_restarts_under_load() {
     for round in 0..50 {
         pg.stop_server();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while value(&scrape(&d).await, "poolwatch_pg_up") != Some(0.0) {
+        while value(&scrape(&d).await, &on_db(&db, "poolwatch_pg_up")) != Some(0.0) {
             assert!(
                 Instant::now() < deadline,
                 "round {round}: pg_up stayed 1 with the database down"
@@ -68,7 +69,7 @@ async fn fifty_restarts_under_load() {
         let back = Instant::now();
         loop {
             let m = scrape(&d).await;
-            if value(&m, "poolwatch_pg_up") == Some(1.0) {
+            if value(&m, &on_db(&db, "poolwatch_pg_up")) == Some(1.0) {
                 break;
             }
             assert!(
@@ -93,26 +94,37 @@ async fn fifty_restarts_under_load() {
         "slowest recovery {worst_recovery:?}"
     );
     let m = scrape(&d).await;
-    assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(20.0));
+    assert_eq!(
+        value(&m, &on_db(&db, "poolwatch_pools_tracked")),
+        Some(20.0)
+    );
     d.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn its_backend_killed() {
     let pg = Pg::start();
+    let db = pg.database();
     let d = Daemon::start(&config(&pg.url(), "")).await;
     d.wait_metrics(Duration::from_secs(10), "pg_up 1", |m| {
-        value(m, "poolwatch_pg_up") == Some(1.0)
+        value(m, &on_db(&db, "poolwatch_pg_up")) == Some(1.0)
     })
     .await;
     let admin = pg.client("admin").await;
     let lost = |m: &str| {
         value(
             m,
-            r#"poolwatch_pg_sample_errors_total{kind="connection_lost"}"#,
+            &on_db(
+                &db,
+                r#"poolwatch_pg_sample_errors_total{kind="connection_lost"}"#,
+            ),
         )
         .unwrap_or(0.0)
-            + value(m, r#"poolwatch_pg_sample_errors_total{kind="query"}"#).unwrap_or(0.0)
+            + value(
+                m,
+                &on_db(&db, r#"poolwatch_pg_sample_errors_total{kind="query"}"#),
+            )
+            .unwrap_or(0.0)
     };
     for round in 0..3 {
         let before = lost(&d.metrics().await);
@@ -129,7 +141,7 @@ async fn its_backend_killed() {
         )
         .await;
         d.wait_metrics(Duration::from_secs(10), "pg_up 1 again", |m| {
-            value(m, "poolwatch_pg_up") == Some(1.0)
+            value(m, &on_db(&db, "poolwatch_pg_up")) == Some(1.0)
         })
         .await;
         // Reconnected: exactly one session again, never two meanwhile.
@@ -180,9 +192,10 @@ async fn max_connections_exhausted_by_others() {
         }
     };
     let watch_url = pg.url_as("watcher", "");
+    let db = pg.database();
     let d = Daemon::start(&config(&watch_url, "")).await;
     d.wait_metrics(Duration::from_secs(10), "pg_up 1", |m| {
-        value(m, "poolwatch_pg_up") == Some(1.0)
+        value(m, &on_db(&db, "poolwatch_pg_up")) == Some(1.0)
     })
     .await;
     // Others take every remaining ordinary slot (5 - poolwatch's 1 = 4).
@@ -194,11 +207,17 @@ async fn max_connections_exhausted_by_others() {
     let full = r#"poolwatch_pg_connections{datname="postgres",usename="app",application_name="pile",state="idle",wait_event_type="Client",wait_event="ClientRead"}"#;
     let m = d
         .wait_metrics(Duration::from_secs(10), "the pile reported", |m| {
-            value(m, full) == Some(4.0)
+            value(m, &on_db(&db, full)) == Some(4.0)
         })
         .await;
-    assert_eq!(value(&m, "poolwatch_pg_max_connections"), Some(8.0));
-    assert_eq!(value(&m, "poolwatch_pg_reserved_connections"), Some(3.0));
+    assert_eq!(
+        value(&m, &on_db(&db, "poolwatch_pg_max_connections")),
+        Some(8.0)
+    );
+    assert_eq!(
+        value(&m, &on_db(&db, "poolwatch_pg_reserved_connections")),
+        Some(3.0)
+    );
     d.stop().await;
 
     // poolwatch restarting into a full server reports it and does not join the pile.
@@ -212,17 +231,20 @@ async fn max_connections_exhausted_by_others() {
             |m| {
                 value(
                     m,
-                    r#"poolwatch_pg_sample_errors_total{kind="too_many_connections"}"#,
+                    &on_db(
+                        &db,
+                        r#"poolwatch_pg_sample_errors_total{kind="too_many_connections"}"#,
+                    ),
                 )
                 .is_some_and(|v| v >= 2.0)
             },
         )
         .await;
-    assert_eq!(value(&m, "poolwatch_pg_up"), Some(0.0));
+    assert_eq!(value(&m, &on_db(&db, "poolwatch_pg_up")), Some(0.0));
     assert_eq!(pg.sessions_named("poolwatch").await, 0);
     pile.pop();
     d.wait_metrics(Duration::from_secs(10), "pg_up 1 once a slot frees", |m| {
-        value(m, "poolwatch_pg_up") == Some(1.0)
+        value(m, &on_db(&db, "poolwatch_pg_up")) == Some(1.0)
     })
     .await;
     d.stop().await;
@@ -233,6 +255,7 @@ async fn a_stalled_peer_trips_the_connect_timeout() {
     // Accepts connections and never answers.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let db = addr.to_string();
     let keep = std::thread::spawn(move || {
         let mut held = Vec::new();
         for s in listener.incoming().take(20) {
@@ -250,12 +273,15 @@ async fn a_stalled_peer_trips_the_connect_timeout() {
         .wait_metrics(Duration::from_secs(10), "connect timeouts", |m| {
             value(
                 m,
-                r#"poolwatch_pg_sample_errors_total{kind="connect_timeout"}"#,
+                &on_db(
+                    &db,
+                    r#"poolwatch_pg_sample_errors_total{kind="connect_timeout"}"#,
+                ),
             )
             .is_some_and(|v| v >= 2.0)
         })
         .await;
-    assert_eq!(value(&m, "poolwatch_pg_up"), Some(0.0));
+    assert_eq!(value(&m, &on_db(&db, "poolwatch_pg_up")), Some(0.0));
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "two 1-second timeouts took {:?}",

@@ -12,7 +12,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{lines_starting, raw, value, Daemon, Pg, Resp};
+use common::{lines_starting, parse_series, raw, value, Daemon, Pg, Resp};
 
 const TOKEN: &str = "forward-token-0123456789";
 
@@ -71,12 +71,17 @@ fn capped(n: usize) -> String {
     format!(r#"{{"max_open":{n},"open":{n},"in_use":{n},"idle":0}}"#)
 }
 
-/// The reasons `poolwatch_app_leak_reason` says 1 for.
+/// The reasons `poolwatch_app_leak_reason` says 1 for, for `app`.
 fn reasons(m: &str, app: &str) -> Vec<String> {
-    lines_starting(m, &format!("poolwatch_app_leak_reason{{app=\"{app}\""))
+    lines_starting(m, "poolwatch_app_leak_reason{")
         .into_iter()
         .filter(|l| l.ends_with(" 1"))
-        .filter_map(|l| Some(l.split("reason=\"").nth(1)?.split('"').next()?.to_string()))
+        .filter_map(|l| {
+            let (_, labels) = parse_series(l.rsplit_once(' ')?.0)?;
+            let get = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            (get("app")? == app).then_some(())?;
+            get("reason")
+        })
         .collect()
 }
 
@@ -102,7 +107,9 @@ async fn a_pool_capped_leak_is_flagged_from_forwarded_pools_as_from_direct_pushe
             held.push(c);
         }
     }
-    let verdict = |app: &str| format!(r#"poolwatch_app_leak_suspected{{app="{app}",instance=""}}"#);
+    let db = pg.database();
+    let verdict =
+        |app: &str| format!(r#"poolwatch_app_leak_suspected{{database="{db}",app="{app}"}}"#);
     let started = Instant::now();
     let mut m = String::new();
     while started.elapsed() < Duration::from_secs(30) {
@@ -130,7 +137,7 @@ async fn a_pool_capped_leak_is_flagged_from_forwarded_pools_as_from_direct_pushe
         assert_eq!(value(&m, &verdict(app)), Some(1.0), "{app}: {m}");
         // Checked out and idle on the server: the evidence only the two views together give.
         assert_eq!(reasons(&m, app), ["idle_in_use"], "{app}: {m}");
-        let l = format!(r#"{{app="{app}",instance=""}}"#);
+        let l = format!(r#"{{database="{db}",app="{app}"}}"#);
         assert_eq!(
             value(&m, &format!("poolwatch_app_idle_in_use_connections{l}")),
             Some(5.0),
@@ -141,11 +148,13 @@ async fn a_pool_capped_leak_is_flagged_from_forwarded_pools_as_from_direct_pushe
             Some(5.0)
         );
     }
-    // The forwarded pool keeps the pod it was pushed from.
+    // The forwarded pool keeps the pod it was pushed from, under the central database label.
     assert_eq!(
         value(
             &m,
-            r#"poolwatch_pool_in_use_connections{app="forwarded",pool="primary",instance="shop-7f9c-x2"}"#
+            &format!(
+                r#"poolwatch_pool_in_use_connections{{database="{db}",app="forwarded",pool="primary",app_instance="shop-7f9c-x2"}}"#
+            )
         ),
         Some(5.0),
         "{m}"
@@ -176,7 +185,10 @@ async fn forwarding_survives_a_restart_of_the_central_instance() {
     let pg = Pg::start();
     let (first, side) = pair(&pg, TOKEN).await;
     let addr = first.push_addr;
-    let pool = r#"poolwatch_pool_open_connections{app="shop",pool="primary",instance="pod-a"}"#;
+    let pool = &format!(
+        r#"poolwatch_pool_open_connections{{database="{}",app="shop",pool="primary",app_instance="pod-a"}}"#,
+        pg.database()
+    );
     let (ok, error) = (
         r#"poolwatch_forward_requests_total{outcome="ok"}"#,
         r#"poolwatch_forward_requests_total{outcome="error"}"#,

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{require_tool, value, Daemon, Pg};
+use common::{on_db, require_tool, value, Daemon, Pg};
 
 fn poolwatch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_poolwatch"))
@@ -56,6 +56,7 @@ async fn connections_healthcheck_and_the_page_show_a_real_leaking_client() {
         return;
     };
     let pg = Pg::start();
+    let db = pg.database();
     let d = Daemon::start(&format!(
         "database:\n  url: {}\n  interval_seconds: 0.5\n  statement_timeout_seconds: 0.5\n  lock_timeout_seconds: 0.1\nanalysis:\n  interval_seconds: 1\n  idle_in_use_seconds: 2\n  disagreement_hold_seconds: 3\n",
         pg.url()
@@ -71,13 +72,16 @@ async fn connections_healthcheck_and_the_page_show_a_real_leaking_client() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the leaking worker");
-    let leak = r#"poolwatch_app_leak_suspected{app="orders-worker",instance=""}"#;
+    let leak = r#"poolwatch_app_leak_suspected{app="orders-worker"}"#;
     let m = d
         .wait_metrics(Duration::from_secs(60), "the leak suspected", |m| {
-            value(m, leak) == Some(1.0)
+            value(m, &on_db(&db, leak)) == Some(1.0)
                 && value(
                     m,
-                    r#"poolwatch_app_idle_in_use_connections{app="orders-worker",instance=""}"#,
+                    &on_db(
+                        &db,
+                        r#"poolwatch_app_idle_in_use_connections{app="orders-worker"}"#,
+                    ),
                 )
                 .is_some_and(|n| n >= 3.0)
         })
@@ -86,7 +90,10 @@ async fn connections_healthcheck_and_the_page_show_a_real_leaking_client() {
         "leak suspected; idle in use: {:?}",
         value(
             &m,
-            r#"poolwatch_app_idle_in_use_connections{app="orders-worker",instance=""}"#
+            &on_db(
+                &db,
+                r#"poolwatch_app_idle_in_use_connections{app="orders-worker"}"#
+            )
         )
     );
     let url = format!("http://{}", d.addr);

@@ -39,7 +39,8 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-const CHECKOUT: &str = r#"{app="checkout",pool="HikariPool-1",instance="checkout-7d9f8-x2x4q"}"#;
+const CHECKOUT: &str =
+    r#"{app="checkout",pool="HikariPool-1",app_instance="checkout-7d9f8-x2x4q"}"#;
 
 /// `poolwatch_ingest_requests_total{format, outcome}`.
 fn requests(m: &str, format: &str, outcome: &str) -> Option<f64> {
@@ -87,7 +88,7 @@ async fn protobuf_and_json_exports_become_pools() {
     assert_eq!(r.header("content-type"), Some(JSON));
     assert_eq!(r.body, "{}");
     let m = d.metrics().await;
-    let pool = r#"{app="ledger",pool="Host_db.internal_Database_ledger_Username_ledger",instance="4c1b5f0e-2d7a-4b8e-9f3a-6d2e8c1a7b90"}"#;
+    let pool = r#"{app="ledger",pool="Host_db.internal_Database_ledger_Username_ledger",app_instance="4c1b5f0e-2d7a-4b8e-9f3a-6d2e8c1a7b90"}"#;
     common::assert_series(
         &m,
         pool,
@@ -116,7 +117,7 @@ async fn gzip_bodies_are_read_and_bombs_refused() {
     assert_eq!(
         value(
             &m,
-            r#"poolwatch_pool_in_use_connections{app="web",pool="127.0.0.1:5432_postgres",instance="pod-node"}"#
+            r#"poolwatch_pool_in_use_connections{app="web",pool="127.0.0.1:5432_postgres",app_instance="pod-node"}"#
         ),
         Some(3.0)
     );
@@ -189,7 +190,7 @@ async fn partial_success_says_how_many_points_and_why() {
     assert_eq!(
         value(
             &m,
-            r#"poolwatch_pool_in_use_connections{app="api",pool="good",instance="pod-9"}"#
+            r#"poolwatch_pool_in_use_connections{app="api",pool="good",app_instance="pod-9"}"#
         ),
         Some(2.0)
     );

@@ -26,7 +26,7 @@ async fn canonical_push_shows_every_field() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["accepted"], 1);
     let m = d.metrics().await;
-    let l = r#"{app="billing",pool="primary",instance="pod-1"}"#;
+    let l = r#"{app="billing",pool="primary",app_instance="pod-1"}"#;
     assert_series(
         &m,
         l,
@@ -48,7 +48,7 @@ async fn canonical_push_shows_every_field() {
         ("max_lifetime", 3.0),
     ] {
         let s = format!(
-            r#"poolwatch_pool_closed_total{{app="billing",pool="primary",instance="pod-1",reason="{reason}"}}"#
+            r#"poolwatch_pool_closed_total{{app="billing",pool="primary",app_instance="pod-1",reason="{reason}"}}"#
         );
         assert_eq!(value(&m, &s), Some(want), "{s}");
     }
@@ -84,7 +84,7 @@ async fn go_dbstats_push() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let m = d.metrics().await;
-    let l = r#"{app="worker",pool="main",instance="default-pod"}"#;
+    let l = r#"{app="worker",pool="main",app_instance="default-pod"}"#;
     assert_series(
         &m,
         l,
@@ -125,14 +125,14 @@ async fn batch_push() {
     assert_eq!(
         value(
             &m,
-            r#"poolwatch_pool_open_connections{app="api",pool="primary",instance="pod-7"}"#
+            r#"poolwatch_pool_open_connections{app="api",pool="primary",app_instance="pod-7"}"#
         ),
         Some(5.0)
     );
     assert_eq!(
         value(
             &m,
-            r#"poolwatch_pool_open_connections{app="api",pool="replica",instance="pod-7"}"#
+            r#"poolwatch_pool_open_connections{app="api",pool="replica",app_instance="pod-7"}"#
         ),
         Some(2.0)
     );
@@ -360,14 +360,14 @@ async fn pool_cap_rejects_new_pools_and_counts() {
     assert_eq!(
         value(
             &m,
-            r#"poolwatch_pool_open_connections{app="a",pool="p3",instance=""}"#
+            r#"poolwatch_pool_open_connections{app="a",pool="p3",app_instance=""}"#
         ),
         None
     );
     assert_eq!(
         value(
             &m,
-            r#"poolwatch_pool_open_connections{app="a",pool="p1",instance=""}"#
+            r#"poolwatch_pool_open_connections{app="a",pool="p1",app_instance=""}"#
         ),
         Some(9.0)
     );
@@ -403,7 +403,7 @@ async fn sidecar_keeps_pushes_off_the_metrics_listener() {
     assert_eq!(
         value(
             &m,
-            r#"poolwatch_pool_open_connections{app="a",pool="p",instance="pod-x"}"#
+            r#"poolwatch_pool_open_connections{app="a",pool="p",app_instance="pod-x"}"#
         ),
         Some(1.0)
     );

@@ -41,7 +41,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-const ORDERS: &str = r#"{app="billing",pool="orders",instance="pod-1"}"#;
+const ORDERS: &str = r#"{app="billing",pool="orders",app_instance="pod-1"}"#;
 
 fn pool_lines(m: &str) -> String {
     m.lines()
@@ -355,7 +355,7 @@ async fn a_delete_leaves_pools_that_another_source_supplies() {
         value(
             m,
             &format!(
-                r#"poolwatch_pool_in_use_connections{{app="billing",pool="{pool}",instance="pod-1"}}"#
+                r#"poolwatch_pool_in_use_connections{{app="billing",pool="{pool}",app_instance="pod-1"}}"#
             ),
         )
     };

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{value, Daemon, Pg};
+use common::{on_db, value, Daemon, Pg};
 
 fn config(url: &str) -> String {
     format!(
@@ -21,6 +21,7 @@ const IDLE_BACKEND_AGE: &str = r#"poolwatch_pg_oldest_backend_age_seconds{datnam
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_connections_appear_with_labels_and_growing_ages() {
     let pg = Pg::start();
+    let db = pg.database();
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(pg.client("leaky-app").await);
@@ -33,15 +34,24 @@ async fn held_connections_appear_with_labels_and_growing_ages() {
     let d = Daemon::start(&config(&pg.url())).await;
     let m = d
         .wait_metrics(Duration::from_secs(10), "the held connections", |m| {
-            value(m, IDLE) == Some(3.0) && value(m, IDLE_TX) == Some(2.0)
+            value(m, &on_db(&db, IDLE)) == Some(3.0) && value(m, &on_db(&db, IDLE_TX)) == Some(2.0)
         })
         .await;
-    assert_eq!(value(&m, "poolwatch_pg_up"), Some(1.0));
-    assert_eq!(value(&m, "poolwatch_pg_max_connections"), Some(40.0));
-    assert_eq!(value(&m, "poolwatch_pg_reserved_connections"), Some(3.0));
-    assert!(value(&m, "poolwatch_pg_sample_duration_seconds").is_some_and(|d| d > 0.0 && d < 5.0));
-    assert!(value(&m, TX_AGE).is_some(), "{m}");
-    assert!(value(&m, IDLE_BACKEND_AGE).is_some(), "{m}");
+    assert_eq!(value(&m, &on_db(&db, "poolwatch_pg_up")), Some(1.0));
+    assert_eq!(
+        value(&m, &on_db(&db, "poolwatch_pg_max_connections")),
+        Some(40.0)
+    );
+    assert_eq!(
+        value(&m, &on_db(&db, "poolwatch_pg_reserved_connections")),
+        Some(3.0)
+    );
+    assert!(
+        value(&m, &on_db(&db, "poolwatch_pg_sample_duration_seconds"))
+            .is_some_and(|d| d > 0.0 && d < 5.0)
+    );
+    assert!(value(&m, &on_db(&db, TX_AGE)).is_some(), "{m}");
+    assert!(value(&m, &on_db(&db, IDLE_BACKEND_AGE)).is_some(), "{m}");
     assert!(
         !m.contains(r#"application_name="poolwatch""#),
         "poolwatch counted itself:\n{m}"
@@ -56,26 +66,34 @@ async fn held_connections_appear_with_labels_and_growing_ages() {
         assert!(ok, "promtool check metrics on live output:\n{out}");
     }
 
-    let first = value(&m, TX_STATE_AGE).unwrap();
-    let first_sample = value(&m, "poolwatch_pg_last_sample_timestamp_seconds").unwrap();
+    let first = value(&m, &on_db(&db, TX_STATE_AGE)).unwrap();
+    let first_sample = value(
+        &m,
+        &on_db(&db, "poolwatch_pg_last_sample_timestamp_seconds"),
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let m = d.metrics().await;
-    let later = value(&m, TX_STATE_AGE).unwrap();
-    let later_sample = value(&m, "poolwatch_pg_last_sample_timestamp_seconds").unwrap();
+    let later = value(&m, &on_db(&db, TX_STATE_AGE)).unwrap();
+    let later_sample = value(
+        &m,
+        &on_db(&db, "poolwatch_pg_last_sample_timestamp_seconds"),
+    )
+    .unwrap();
     assert!(later_sample > first_sample, "samples keep coming");
     assert!(
         later - first >= 1.0,
         "state age grows: {first} then {later}"
     );
     assert!(
-        value(&m, TX_AGE).unwrap() >= later,
+        value(&m, &on_db(&db, TX_AGE)).unwrap() >= later,
         "the transaction is at least as old as its state"
     );
 
     // Connections that go away disappear from the next sample.
     held.truncate(1);
     d.wait_metrics(Duration::from_secs(10), "released connections gone", |m| {
-        value(m, IDLE) == Some(1.0) && value(m, IDLE_TX).is_none()
+        value(m, &on_db(&db, IDLE)) == Some(1.0) && value(m, &on_db(&db, IDLE_TX)).is_none()
     })
     .await;
     d.stop().await;
@@ -94,16 +112,17 @@ async fn held_connections_appear_with_labels_and_growing_ages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_give_pg_up_0_then_1_with_never_two_sessions() {
     let pg = Pg::start();
+    let db = pg.database();
     let d = Daemon::start(&config(&pg.url())).await;
     d.wait_metrics(Duration::from_secs(10), "pg_up 1", |m| {
-        value(m, "poolwatch_pg_up") == Some(1.0)
+        value(m, &on_db(&db, "poolwatch_pg_up")) == Some(1.0)
     })
     .await;
     for round in 0..3 {
         pg.stop_server();
         let m = d
             .wait_metrics(Duration::from_secs(10), "pg_up 0", |m| {
-                value(m, "poolwatch_pg_up") == Some(0.0)
+                value(m, &on_db(&db, "poolwatch_pg_up")) == Some(0.0)
             })
             .await;
         assert!(
@@ -111,16 +130,20 @@ async fn restarts_give_pg_up_0_then_1_with_never_two_sessions() {
             "stale server view shown while down:\n{m}"
         );
         assert!(
-            !m.contains("poolwatch_pg_max_connections "),
+            !m.contains("\npoolwatch_pg_max_connections{"),
             "stale limits shown while down"
         );
         assert!(
-            m.contains("poolwatch_pg_last_sample_timestamp_seconds "),
+            value(
+                &m,
+                &on_db(&db, "poolwatch_pg_last_sample_timestamp_seconds")
+            )
+            .is_some(),
             "time of the last success is kept"
         );
         pg.start_server();
         d.wait_metrics(Duration::from_secs(10), "pg_up 1 again", |m| {
-            value(m, "poolwatch_pg_up") == Some(1.0)
+            value(m, &on_db(&db, "poolwatch_pg_up")) == Some(1.0)
         })
         .await;
         // Watch for a while: never more than one session of ours.
@@ -147,17 +170,21 @@ async fn restarts_give_pg_up_0_then_1_with_never_two_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_down_at_start_then_up() {
     let pg = Pg::start();
+    let db = pg.database();
     pg.stop_server();
     let d = Daemon::start(&config(&pg.url())).await;
     let m = d
         .wait_metrics(Duration::from_secs(10), "a failed connect", |m| {
-            value(m, r#"poolwatch_pg_sample_errors_total{kind="connect"}"#)
-                .is_some_and(|v| v >= 1.0)
+            value(
+                m,
+                &on_db(&db, r#"poolwatch_pg_sample_errors_total{kind="connect"}"#),
+            )
+            .is_some_and(|v| v >= 1.0)
         })
         .await;
-    assert_eq!(value(&m, "poolwatch_pg_up"), Some(0.0));
+    assert_eq!(value(&m, &on_db(&db, "poolwatch_pg_up")), Some(0.0));
     assert!(
-        !m.contains("poolwatch_pg_last_sample_timestamp_seconds "),
+        !m.contains("\npoolwatch_pg_last_sample_timestamp_seconds{"),
         "no success yet"
     );
     assert_eq!(
@@ -167,7 +194,7 @@ async fn database_down_at_start_then_up() {
     );
     pg.start_server();
     d.wait_metrics(Duration::from_secs(10), "pg_up 1", |m| {
-        value(m, "poolwatch_pg_up") == Some(1.0)
+        value(m, &on_db(&db, "poolwatch_pg_up")) == Some(1.0)
     })
     .await;
     d.stop().await;
@@ -176,6 +203,7 @@ async fn database_down_at_start_then_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_monitor_sees_every_role_a_plain_role_only_its_own() {
     let pg = Pg::start();
+    let db = pg.database();
     let admin = pg.client("admin").await;
     admin
         .batch_execute("CREATE ROLE watcher LOGIN PASSWORD 'watcher-pw'; GRANT pg_monitor TO watcher; CREATE ROLE plain LOGIN PASSWORD 'plain-pw';")
@@ -185,7 +213,7 @@ async fn pg_monitor_sees_every_role_a_plain_role_only_its_own() {
     let d = Daemon::start(&config(&pg.url_as("watcher", "watcher-pw"))).await;
     let m = d
         .wait_metrics(Duration::from_secs(10), "leaky-app seen", |m| {
-            value(m, IDLE) == Some(1.0)
+            value(m, &on_db(&db, IDLE)) == Some(1.0)
         })
         .await;
     assert!(
@@ -204,7 +232,7 @@ async fn pg_monitor_sees_every_role_a_plain_role_only_its_own() {
     let own = r#"poolwatch_pg_connections{datname="postgres",usename="plain",application_name="plain-app",state="idle",wait_event_type="Client",wait_event="ClientRead"}"#;
     let m = d
         .wait_metrics(Duration::from_secs(10), "own role's session", |m| {
-            value(m, own) == Some(1.0)
+            value(m, &on_db(&db, own)) == Some(1.0)
         })
         .await;
     assert!(
@@ -217,6 +245,7 @@ async fn pg_monitor_sees_every_role_a_plain_role_only_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_never_in_metrics() {
     let pg = Pg::start();
+    let db = pg.database();
     let admin = pg.client("admin").await;
     admin
         .batch_execute(
@@ -227,14 +256,14 @@ async fn password_never_in_metrics() {
     let d = Daemon::start(&config(&pg.url_as("watcher", "hunter2-secret"))).await;
     let m = d
         .wait_metrics(Duration::from_secs(10), "pg_up 1", |m| {
-            value(m, "poolwatch_pg_up") == Some(1.0)
+            value(m, &on_db(&db, "poolwatch_pg_up")) == Some(1.0)
         })
         .await;
     assert!(!m.contains("hunter2"));
     pg.stop_server();
     let m = d
         .wait_metrics(Duration::from_secs(10), "pg_up 0", |m| {
-            value(m, "poolwatch_pg_up") == Some(0.0)
+            value(m, &on_db(&db, "poolwatch_pg_up")) == Some(0.0)
         })
         .await;
     assert!(!m.contains("hunter2"));
@@ -244,9 +273,10 @@ async fn password_never_in_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_on_the_view_trips_lock_timeout_and_keeps_the_session() {
     let pg = Pg::start();
+    let db = pg.database();
     let d = Daemon::start(&config(&pg.url())).await;
     d.wait_metrics(Duration::from_secs(10), "pg_up 1", |m| {
-        value(m, "poolwatch_pg_up") == Some(1.0)
+        value(m, &on_db(&db, "poolwatch_pg_up")) == Some(1.0)
     })
     .await;
     let locker = pg.client("locker").await;
@@ -258,20 +288,26 @@ async fn a_lock_on_the_view_trips_lock_timeout_and_keeps_the_session() {
         .wait_metrics(Duration::from_secs(10), "a lock_timeout", |m| {
             value(
                 m,
-                r#"poolwatch_pg_sample_errors_total{kind="lock_timeout"}"#,
+                &on_db(
+                    &db,
+                    r#"poolwatch_pg_sample_errors_total{kind="lock_timeout"}"#,
+                ),
             )
             .is_some_and(|v| v >= 2.0)
         })
         .await;
-    assert_eq!(value(&m, "poolwatch_pg_up"), Some(0.0));
+    assert_eq!(value(&m, &on_db(&db, "poolwatch_pg_up")), Some(0.0));
     // A server-side timeout leaves the session healthy: it is kept, not reopened.
     assert_eq!(
-        value(&m, r#"poolwatch_pg_sample_errors_total{kind="connect"}"#),
+        value(
+            &m,
+            &on_db(&db, r#"poolwatch_pg_sample_errors_total{kind="connect"}"#)
+        ),
         Some(0.0)
     );
     locker.batch_execute("ROLLBACK").await.unwrap();
     d.wait_metrics(Duration::from_secs(10), "pg_up 1 after the lock", |m| {
-        value(m, "poolwatch_pg_up") == Some(1.0)
+        value(m, &on_db(&db, "poolwatch_pg_up")) == Some(1.0)
     })
     .await;
     assert_eq!(pg.sessions_named("poolwatch").await, 1);

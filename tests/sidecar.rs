@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{value, Daemon, Pg};
+use common::{on_db, value, Daemon, Pg};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_that_forgets_connections_shows_in_the_server_and_socket_views() {
@@ -22,10 +22,14 @@ async fn a_pool_that_forgets_connections_shows_in_the_server_and_socket_views() 
     .await;
     let held: Vec<_> = open_clients(&pg, 3).await;
     let socket = format!(
-        r#"poolwatch_socket_connections{{instance="pod-a",peer="127.0.0.1:{}",state="established"}}"#,
-        pg.port
+        r#"poolwatch_socket_connections{{database="{db}",app_instance="pod-a",peer="127.0.0.1:{}",state="established"}}"#,
+        pg.port,
+        db = pg.database()
     );
-    let l = r#"{app="api",instance="pod-a"}"#;
+    let l = &format!(
+        r#"{{database="{}",app="api",app_instance="pod-a"}}"#,
+        pg.database()
+    );
     // The pool accounts for all three: no disagreement.
     assert_eq!(push(&d, 3).await.status, 200);
     let m = d
@@ -70,7 +74,10 @@ async fn a_pool_that_forgets_connections_shows_in_the_server_and_socket_views() 
     assert_eq!(
         value(
             &last,
-            r#"poolwatch_app_leak_reason{app="api",instance="pod-a",reason="unaccounted_connections"}"#
+            &on_db(
+                &pg.database(),
+                r#"poolwatch_app_leak_reason{app="api",app_instance="pod-a",reason="unaccounted_connections"}"#
+            )
         ),
         Some(1.0)
     );

@@ -6,11 +6,14 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{require_tool, value, Daemon, Pg};
+use common::{on_db, require_tool, value, Daemon, Pg};
 
 fn config(url: &str, extra: &str) -> String {
-    format!("database:\n  url: {url}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\n{extra}")
+    format!("database:\n  url: {url}\n  name: {DB}\n  interval_seconds: 0.3\n  statement_timeout_seconds: 0.3\n  lock_timeout_seconds: 0.1\n{extra}")
 }
+
+/// `database.name`, whichever host name the URL uses.
+const DB: &str = "pg-tls";
 
 fn url(pg: &Pg, host: &str, sslmode: &str) -> String {
     format!(
@@ -30,7 +33,7 @@ async fn sslmodes_against_a_tls_server() {
     common::make_certs(&other, "/CN=some other CA");
     let pg = Pg::start();
     pg.enable_ssl(&certs).await;
-    let up = |m: &str| value(m, "poolwatch_pg_up") == Some(1.0);
+    let up = |m: &str| value(m, &on_db(DB, "poolwatch_pg_up")) == Some(1.0);
 
     // require: encrypted, certificate not checked (an unknown CA is fine).
     let d = Daemon::start(&config(&url(&pg, "127.0.0.1", "require"), "")).await;
@@ -60,10 +63,14 @@ async fn sslmodes_against_a_tls_server() {
     .await;
     let m = d
         .wait_metrics(Duration::from_secs(10), "a tls error", |m| {
-            value(m, r#"poolwatch_pg_sample_errors_total{kind="tls"}"#).is_some_and(|v| v >= 1.0)
+            value(
+                m,
+                &on_db(DB, r#"poolwatch_pg_sample_errors_total{kind="tls"}"#),
+            )
+            .is_some_and(|v| v >= 1.0)
         })
         .await;
-    assert_eq!(value(&m, "poolwatch_pg_up"), Some(0.0));
+    assert_eq!(value(&m, &on_db(DB, "poolwatch_pg_up")), Some(0.0));
     d.stop().await;
 
     // disable: plain TCP.
@@ -81,10 +88,14 @@ async fn require_against_a_server_without_tls_fails_as_tls() {
     let d = Daemon::start(&config(&url(&pg, "127.0.0.1", "require"), "")).await;
     let m = d
         .wait_metrics(Duration::from_secs(10), "a tls error", |m| {
-            value(m, r#"poolwatch_pg_sample_errors_total{kind="tls"}"#).is_some_and(|v| v >= 1.0)
+            value(
+                m,
+                &on_db(DB, r#"poolwatch_pg_sample_errors_total{kind="tls"}"#),
+            )
+            .is_some_and(|v| v >= 1.0)
         })
         .await;
-    assert_eq!(value(&m, "poolwatch_pg_up"), Some(0.0));
+    assert_eq!(value(&m, &on_db(DB, "poolwatch_pg_up")), Some(0.0));
     assert_eq!(pg.sessions_named("poolwatch").await, 0);
     d.stop().await;
 }

@@ -56,14 +56,14 @@ POOLWATCH_URL="http://127.0.0.1:$listen_port" DATABASE_URL="postgres://postgres@
 pids+=($!)
 
 metric() { awk -v s="$1" 'index($0, s) == 1 { print $2; exit }' <<<"$metrics"; }
-app='{app="orders-worker",instance=""}'
+app="{database=\"127.0.0.1:$port\",app=\"orders-worker\"}"
 last=""
 while :; do
     sleep 2
     now=$(( $(date +%s) - start ))
     metrics=$(curl -s "http://127.0.0.1:$listen_port/metrics" || true)
     server=$(metric "poolwatch_app_server_connections$app")
-    inuse=$(metric 'poolwatch_pool_in_use_connections{app="orders-worker",pool="primary",instance=""}')
+    inuse=$(metric "poolwatch_pool_in_use_connections{database=\"127.0.0.1:$port\",app=\"orders-worker\",pool=\"primary\"}")
     growth=$(metric "poolwatch_app_connection_growth_per_second$app")
     leak=$(metric "poolwatch_app_leak_suspected$app")
     line="t=${now}s pool_in_use=${inuse:-?} server=${server:-?} growth/s=${growth:-?} leak_suspected=${leak:-?}"
@@ -71,7 +71,7 @@ while :; do
     last=$line
     if [ "${leak:-0}" = 1 ]; then
         echo "== leak_suspected 1 after ${now}s (first connection leaked at ~${LEAK_EVERY}s)"
-        grep -E '^poolwatch_app_[a-z_]+\{app="orders-worker"' <<<"$metrics" || true
+        grep -E '^poolwatch_app_[a-z_]+\{database="[^"]*",app="orders-worker"' <<<"$metrics" || true
         echo "== GET /api/v1/connections"
         conns=$(curl -s "http://127.0.0.1:$listen_port/api/v1/connections" | python3 -m json.tool)
         head -40 <<<"$conns"

@@ -42,6 +42,15 @@ struct World {
     sockets: Vec<(AppKey, u64)>,
 }
 
+/// A world of one pool and the backends the server shows.
+fn one_pool(key: PoolKey, snapshot: PoolSnapshot, backends: Vec<Backend>) -> World {
+    World {
+        pools: vec![(key, snapshot)],
+        backends,
+        ..Default::default()
+    }
+}
+
 fn key(app: &str, pool: &str, instance: &str) -> PoolKey {
     PoolKey {
         app: app.into(),
@@ -90,6 +99,18 @@ fn backend(
     }
 }
 
+/// A backend waiting for its client (`ClientRead`): idle, or idle in a transaction.
+fn client_read(
+    pid: usize,
+    name: &str,
+    addr: &str,
+    state: &str,
+    state_age: f64,
+    age: f64,
+) -> Backend {
+    backend(pid, name, addr, state, "ClientRead", state_age, age)
+}
+
 /// `n` backends of a healthy pool at `t`, open since before the first tick: `busy`
 /// running a query, the rest idle in the pool since a few seconds (pids from `pid0`).
 fn healthy(name: &str, addr: &str, n: u64, busy: u64, pid0: usize, t: f64) -> Vec<Backend> {
@@ -135,6 +156,15 @@ fn forgotten(pid: usize, name: &str, addr: &str, t: f64, since: f64) -> Backend 
     )
 }
 
+/// Backends checked out and forgotten since each of the times in `since` (pids from 1000).
+fn forgotten_since(name: &str, addr: &str, t: f64, since: &[f64]) -> Vec<Backend> {
+    since
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| forgotten(1000 + i, name, addr, t, s))
+        .collect()
+}
+
 /// Connections leaked at `every` seconds from `LEAK_AT` on, at most `cap`, by `t`: the
 /// times each became stuck.
 fn leaked(t: f64, every: f64, cap: usize) -> Vec<f64> {
@@ -177,17 +207,8 @@ fn rows_never_closed(t: f64, every: f64, cap: usize, max_open: Option<u64>) -> W
         s.wait_count = Some(((t - pinned_since) * 2.0).max(0.0) as u64);
     }
     let mut backends = healthy("worker", "10.1.0.1", open - k, 1, 1, t);
-    backends.extend(
-        stuck
-            .iter()
-            .enumerate()
-            .map(|(i, &since)| forgotten(1000 + i, "worker", "10.1.0.1", t, since)),
-    );
-    World {
-        pools: vec![(key("worker", "main", "worker-1"), s)],
-        backends,
-        ..Default::default()
-    }
+    backends.extend(forgotten_since("worker", "10.1.0.1", t, &stuck));
+    one_pool(key("worker", "main", "worker-1"), s, backends)
 }
 
 /// Connections in no pool, two a minute: driver connections opened beside the pool, or a
@@ -196,17 +217,13 @@ fn rows_never_closed(t: f64, every: f64, cap: usize, max_open: Option<u64>) -> W
 fn beside_the_pool(t: f64) -> World {
     let s = snap(Some(20), 3, 1);
     let mut backends = healthy("api", "10.1.0.2", 3, 1, 1, t);
-    backends.extend(
-        leaked(t, 30.0, usize::MAX)
-            .iter()
-            .enumerate()
-            .map(|(i, &since)| forgotten(1000 + i, "api", "10.1.0.2", t, since)),
-    );
-    World {
-        pools: vec![(key("api", "main", "api-1"), s)],
-        backends,
-        ..Default::default()
-    }
+    backends.extend(forgotten_since(
+        "api",
+        "10.1.0.2",
+        t,
+        &leaked(t, 30.0, usize::MAX),
+    ));
+    one_pool(key("api", "main", "api-1"), s, backends)
 }
 
 /// Transactions begun and never finished, two a minute: checked out, idle in transaction.
@@ -216,21 +233,16 @@ fn open_transactions(t: f64) -> World {
     let s = snap(Some(50), 3 + k, 1 + k);
     let mut backends = healthy("billing", "10.1.0.4", 3, 1, 1, t);
     backends.extend(stuck.iter().enumerate().map(|(i, &since)| {
-        backend(
+        client_read(
             1000 + i,
             "billing",
             "10.1.0.4",
             "idle in transaction",
-            "ClientRead",
             t - since,
             t - since + 0.1,
         )
     }));
-    World {
-        pools: vec![(key("billing", "main", "billing-1"), s)],
-        backends,
-        ..Default::default()
-    }
+    one_pool(key("billing", "main", "billing-1"), s, backends)
 }
 
 /// Incident 2 in a sidecar: the pool lost track of two connections at `LEAK_AT`; the
@@ -266,12 +278,12 @@ fn unpushed_climbing(t: f64) -> World {
 /// rows (idle on the server for a moment while checked out).
 fn steady(t: f64) -> World {
     let mut backends = healthy("shop", "10.1.0.5", 20, 8, 1, t);
-    backends[0] = backend(1, "shop", "10.1.0.5", "idle", "ClientRead", 0.3, 300.0 + t);
-    World {
-        pools: vec![(key("shop", "main", "shop-1"), snap(Some(40), 20, 8))],
+    backends[0] = client_read(1, "shop", "10.1.0.5", "idle", 0.3, 300.0 + t);
+    one_pool(
+        key("shop", "main", "shop-1"),
+        snap(Some(40), 20, 8),
         backends,
-        ..Default::default()
-    }
+    )
 }
 
 /// Bursts that release: every three minutes 30 connections run queries for 20 s, then go
@@ -284,17 +296,17 @@ fn bursts(t: f64) -> World {
         (4, 1)
     };
     let burst = t - phase + 60.0;
-    World {
-        pools: vec![(key("shop", "main", "shop-1"), snap(Some(50), open, busy))],
-        backends: healthy_opened("shop", "10.1.0.5", open, busy, 1, t, |i| {
+    one_pool(
+        key("shop", "main", "shop-1"),
+        snap(Some(50), open, busy),
+        healthy_opened("shop", "10.1.0.5", open, busy, 1, t, |i| {
             if i < 4 {
                 -40.0
             } else {
                 burst
             }
         }),
-        ..Default::default()
-    }
+    )
 }
 
 /// A batch fan-out: a worker added every 5 s for 7 minutes (84 at the top), each running
@@ -332,11 +344,11 @@ fn warm_up(t: f64) -> World {
     for (i, b) in backends.iter_mut().enumerate().skip(busy as usize) {
         b.state_age = Some((t - i as f64 * 8.0).max(0.5));
     }
-    World {
-        pools: vec![(key("shop", "main", "shop-1"), snap(Some(40), open, busy))],
+    one_pool(
+        key("shop", "main", "shop-1"),
+        snap(Some(40), open, busy),
         backends,
-        ..Default::default()
-    }
+    )
 }
 
 /// A rolling deploy: two old replicas with 10 connections each (2 busy); at 10 minutes
@@ -394,20 +406,12 @@ fn short_lived(t: f64) -> World {
     let mut backends = healthy("cron", "10.1.0.8", 3, 1, 1, t);
     let n = ((t / TICK) as usize) % 4;
     backends.extend((0..n).map(|i| backend(500 + i, "cron", "10.1.0.8", "active", "", 0.1, 0.3)));
-    backends.push(backend(
-        600,
-        "cron",
-        "10.1.0.8",
-        "idle",
-        "ClientRead",
-        0.2,
-        0.4,
-    ));
-    World {
-        pools: vec![(key("cron", "main", "cron-1"), snap(Some(10), 3, 1))],
+    backends.push(client_read(600, "cron", "10.1.0.8", "idle", 0.2, 0.4));
+    one_pool(
+        key("cron", "main", "cron-1"),
+        snap(Some(10), 3, 1),
         backends,
-        ..Default::default()
-    }
+    )
 }
 
 /// Short transactions with application work between their statements: idle in
@@ -415,21 +419,20 @@ fn short_lived(t: f64) -> World {
 fn short_transactions(t: f64) -> World {
     let mut backends = healthy("billing", "10.1.0.4", 6, 0, 1, t);
     for (i, b) in backends.iter_mut().enumerate().take(3) {
-        *b = backend(
+        *b = client_read(
             1 + i,
             "billing",
             "10.1.0.4",
             "idle in transaction",
-            "ClientRead",
             2.0 + i as f64,
             90.0,
         );
     }
-    World {
-        pools: vec![(key("billing", "main", "billing-1"), snap(Some(10), 6, 3))],
+    one_pool(
+        key("billing", "main", "billing-1"),
+        snap(Some(10), 6, 3),
         backends,
-        ..Default::default()
-    }
+    )
 }
 
 /// A pool at its cap, every connection busy, callers waiting: overloaded, not leaking.
@@ -437,11 +440,11 @@ fn busy_at_max(t: f64) -> World {
     let mut s = snap(Some(20), 20, 20);
     s.wait_count = Some(500 + (t / 10.0) as u64 * 5);
     s.waiting = Some(2);
-    World {
-        pools: vec![(key("search", "main", "search-1"), s)],
-        backends: healthy("search", "10.1.0.7", 20, 20, 1, t),
-        ..Default::default()
-    }
+    one_pool(
+        key("search", "main", "search-1"),
+        s,
+        healthy("search", "10.1.0.7", 20, 20, 1, t),
+    )
 }
 
 /// What must happen.
@@ -916,7 +919,7 @@ fn a_stale_push_does_not_count_a_released_burst() {
     )];
     let refs: Vec<&(PoolKey, Entry)> = pools.iter().collect();
     let backends: Vec<Backend> = (0..32)
-        .map(|i| backend(i, "shop", "10.1.0.5", "idle", "ClientRead", 13.0, 60.0))
+        .map(|i| client_read(i, "shop", "10.1.0.5", "idle", 13.0, 60.0))
         .collect();
     let bs: Vec<&Backend> = backends.iter().collect();
     let mut buf = Vec::new();
@@ -1081,18 +1084,33 @@ fn config_defaults_validate_and_bad_values_name_their_field() {
 
 // ---- The promtool file ----
 
+/// The `database` label of the shapes' series: a central poolwatch's default, the
+/// database's `host:port`.
+const DATABASE: &str = "orders-db:5432";
+
 /// Series name and labels (rendered) to the value at each scrape (`None`: absent).
 type Series = BTreeMap<String, Vec<Option<f64>>>;
 
+/// A label set as Prometheus stores it: an empty value is no label.
 fn labels(pairs: &[(&str, &str)]) -> String {
-    let inner: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    let inner: Vec<String> = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect();
     format!("{{{}}}", inner.join(","))
 }
 
-/// What poolwatch exports for one tick, as the shipped rules read it.
+/// What poolwatch exports for one tick, as Prometheus stores it and the shipped rules
+/// read it: the target's `job` and `instance`, then poolwatch's `database` and the view's
+/// labels (a central poolwatch: no `app_instance` on the application series).
 fn exported(c: &Case, k: &Tick, out: &mut Vec<(String, f64)>) {
     const TARGET: &str = "db-watch:19187";
-    let base = [("job", "poolwatch"), ("instance", TARGET)];
+    let base = [
+        ("job", "poolwatch"),
+        ("instance", TARGET),
+        ("database", DATABASE),
+    ];
     let app = AppKey::new(c.app.0, c.app.1);
     let n = |v: Option<u64>| v.map(|v| v as f64);
     if let Some(a) = k.findings.apps.get(&app) {
@@ -1171,8 +1189,10 @@ fn exported(c: &Case, k: &Tick, out: &mut Vec<(String, f64)>) {
         let s = &e.snapshot;
         let l = labels(&[
             ("job", "poolwatch"),
-            ("instance", &key.instance),
+            ("instance", TARGET),
+            ("database", DATABASE),
             ("app", c.slug),
+            ("app_instance", &key.instance),
             ("pool", &key.pool),
         ]);
         let in_use = s.in_use.unwrap_or(0) as f64;
@@ -1236,7 +1256,13 @@ fn exported(c: &Case, k: &Tick, out: &mut Vec<(String, f64)>) {
         f64::from(lim.reserved_connections),
     ));
     out.push((format!("poolwatch_pg_up{l}"), 1.0));
-    out.push((format!("up{l}"), 1.0));
+    out.push((
+        format!(
+            "up{}",
+            labels(&[("job", "poolwatch"), ("instance", TARGET)])
+        ),
+        1.0,
+    ));
     let l = pg(&[("kind", "too_many_connections")]);
     out.push((format!("poolwatch_pg_sample_errors_total{l}"), 0.0));
 }
@@ -1358,7 +1384,7 @@ fn shapes_file() -> String {
             Expect::Healthy { quiet } => {
                 let _ = writeln!(
                     doc,
-                    "  - expr: count_over_time(ALERTS{{alertstate=\"firing\",alertname=~\"{quiet}\"}}[{window}])\n    eval_time: {}s\n    exp_samples: []\n  - expr: max_over_time(poolwatch_app_leak_suspected[{window}])\n    eval_time: {}s\n    exp_samples:\n    - labels: '{{app=\"{}\",instance=\"db-watch:19187\",job=\"poolwatch\"}}'\n      value: 0",
+                    "  - expr: count_over_time(ALERTS{{alertstate=\"firing\",alertname=~\"{quiet}\"}}[{window}])\n    eval_time: {}s\n    exp_samples: []\n  - expr: max_over_time(poolwatch_app_leak_suspected[{window}])\n    eval_time: {}s\n    exp_samples:\n    - labels: '{{app=\"{}\",database=\"{DATABASE}\",instance=\"db-watch:19187\",job=\"poolwatch\"}}'\n      value: 0",
                     end, end, c.slug
                 );
             }

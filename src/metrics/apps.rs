@@ -1,8 +1,9 @@
 //! The per-application join and the socket view, from the analysis task's latest
 //! [`Report`] at scrape time.
 //!
-//! Series, labels `app` and `instance` (the pod in sidecar mode, empty in central mode);
-//! a view that is not available has no series:
+//! Series, labels `database` (the watched database, when known), `app` and
+//! `app_instance` (the pod in sidecar mode, absent in central mode); a view that is not
+//! available has no series:
 //! `poolwatch_app_connections` (the largest of the views: what the trend follows),
 //! `poolwatch_app_server_connections`, `poolwatch_app_socket_connections`,
 //! `poolwatch_app_pool_open_connections`, `poolwatch_app_pool_in_use_connections`,
@@ -13,18 +14,18 @@
 //! `poolwatch_app_connection_growth_per_second`,
 //! `poolwatch_app_exhaustion_eta_seconds{limit="pool|server"}` (absent when not
 //! climbing), `poolwatch_app_leak_suspected`, `poolwatch_app_leak_reason{reason}`;
-//! `poolwatch_socket_connections{instance, peer, state}`; and
+//! `poolwatch_socket_connections{app_instance, peer, state}`; and
 //! `poolwatch_analysis_tracked_apps`, `poolwatch_analysis_last_tick_timestamp_seconds`.
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{Family, Spec, View};
+use super::{ConstLabels, Family, Spec, View};
 use crate::analysis::Reason;
 use crate::tick::Report;
 
-const L: &[&str] = &["app", "instance"];
+const L: &[&str] = &["app", "app_instance"];
 
 /// The families, in the order [`AppCollector::families`] fills them.
 pub const SPECS: &[Spec] = &[
@@ -41,10 +42,10 @@ pub const SPECS: &[Spec] = &[
     Spec { name: "poolwatch_app_stuck_connection_seconds", help: "Stuck connection-seconds beyond the floors: the leak test's evidence; a leak is called at analysis.stuck_connection_seconds.", counter: false, labels: L },
     Spec { name: "poolwatch_app_pool_exhausted", help: "1 when a pool of the application is at its maximum with callers waiting more.", counter: false, labels: L },
     Spec { name: "poolwatch_app_connection_growth_per_second", help: "Growth of the application's connections: the robust (Theil-Sen) trend over the trend span, or the rate its stuck connections accumulated at once they are conclusive, whichever is faster.", counter: false, labels: L },
-    Spec { name: "poolwatch_app_exhaustion_eta_seconds", help: "Time until the pool's maximum or the server's usable capacity is reached at the current growth (absent when not climbing).", counter: false, labels: &["app", "instance", "limit"] },
+    Spec { name: "poolwatch_app_exhaustion_eta_seconds", help: "Time until the pool's maximum or the server's usable capacity is reached at the current growth (absent when not climbing).", counter: false, labels: &["app", "app_instance", "limit"] },
     Spec { name: "poolwatch_app_leak_suspected", help: "1 when the evidence says the application leaks connections.", counter: false, labels: L },
-    Spec { name: "poolwatch_app_leak_reason", help: "1 for each kind of evidence behind poolwatch_app_leak_suspected.", counter: false, labels: &["app", "instance", "reason"] },
-    Spec { name: "poolwatch_socket_connections", help: "TCP connections from this pod to each configured database endpoint, by state (sidecar mode).", counter: false, labels: &["instance", "peer", "state"] },
+    Spec { name: "poolwatch_app_leak_reason", help: "1 for each kind of evidence behind poolwatch_app_leak_suspected.", counter: false, labels: &["app", "app_instance", "reason"] },
+    Spec { name: "poolwatch_socket_connections", help: "TCP connections from this pod to each configured database endpoint, by state (sidecar mode).", counter: false, labels: &["app_instance", "peer", "state"] },
     Spec { name: "poolwatch_analysis_tracked_apps", help: "Applications with history in the analysis.", counter: false, labels: &[] },
     Spec { name: "poolwatch_analysis_last_tick_timestamp_seconds", help: "Unix time of the last analysis tick.", counter: false, labels: &[] },
 ];
@@ -53,19 +54,24 @@ pub const SPECS: &[Spec] = &[
 pub struct AppCollector {
     /// The analysis task's channel.
     rx: watch::Receiver<Arc<Report>>,
+    /// The `database` label.
+    consts: ConstLabels,
 }
 
 impl AppCollector {
-    /// A collector over the analysis task's channel.
-    pub fn new(rx: watch::Receiver<Arc<Report>>) -> AppCollector {
-        AppCollector { rx }
+    /// A collector over the analysis task's channel whose series carry `consts`.
+    pub fn new(rx: watch::Receiver<Arc<Report>>, consts: ConstLabels) -> AppCollector {
+        AppCollector { rx, consts }
     }
 }
 
 impl View for AppCollector {
     fn families(&self) -> Vec<Family<'static>> {
         let report = self.rx.borrow().clone();
-        let mut f: Vec<Family> = SPECS.iter().map(Family::new).collect();
+        let mut f: Vec<Family> = SPECS
+            .iter()
+            .map(|s| Family::with_consts(s, &self.consts))
+            .collect();
         let n = |v: Option<u64>| v.map(|v| v as f64);
         // Series in label order, as the registry would sort them.
         let mut reasons = Reason::ALL;

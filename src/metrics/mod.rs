@@ -106,16 +106,52 @@ pub struct Spec {
     pub labels: &'static [&'static str],
 }
 
+/// Labels every series of a view carries, before the spec's own: the watched
+/// database's `database` label. Rendered once, when the view is created; a label whose
+/// value is empty is left out, as in [`Family::add`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConstLabels(std::sync::Arc<str>);
+
+impl ConstLabels {
+    /// `pairs` as constant labels; pairs with an empty value are left out.
+    pub fn new(pairs: &[(&str, &str)]) -> ConstLabels {
+        let mut text = Vec::new();
+        for (name, value) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+            if !text.is_empty() {
+                text.push(b',');
+            }
+            text.extend_from_slice(name.as_bytes());
+            text.extend_from_slice(b"=\"");
+            escape(&mut text, value, true);
+            text.push(b'"');
+        }
+        // Built from &str pieces and ASCII: valid UTF-8.
+        ConstLabels(String::from_utf8_lossy(&text).into())
+    }
+
+    /// The `database` label, or none when the database is not known.
+    pub fn database(name: Option<&str>) -> ConstLabels {
+        ConstLabels::new(&[("database", name.unwrap_or(""))])
+    }
+}
+
 /// One family's text, written series by series during a scrape.
 pub struct Family<'s> {
     spec: &'s Spec,
     text: Vec<u8>,
     rows: usize,
+    /// Rendered constant labels, written first in every series.
+    consts: ConstLabels,
 }
 
 impl<'s> Family<'s> {
-    /// A family for `spec` with its `# HELP` and `# TYPE` lines.
+    /// A family for `spec` with its `# HELP` and `# TYPE` lines, without constant labels.
     pub fn new(spec: &'s Spec) -> Family<'s> {
+        Family::with_consts(spec, &ConstLabels::default())
+    }
+
+    /// A family for `spec` whose every series starts with `consts`.
+    pub fn with_consts(spec: &'s Spec, consts: &ConstLabels) -> Family<'s> {
         let mut text = Vec::with_capacity(spec.name.len() * 2 + spec.help.len() + 32);
         text.extend_from_slice(b"# HELP ");
         text.extend_from_slice(spec.name.as_bytes());
@@ -132,25 +168,35 @@ impl<'s> Family<'s> {
             spec,
             text,
             rows: 0,
+            consts: consts.clone(),
         }
     }
 
-    /// Adds one series; `values` pair up with the spec's label names.
+    /// Adds one series; `values` pair up with the spec's label names. A label whose
+    /// value is empty is left out: `x=""` and no `x` are the same series to Prometheus,
+    /// and an exported empty value is clobbered differently by each scrape setting.
     pub fn add(&mut self, values: &[&str], v: f64) {
         debug_assert_eq!(values.len(), self.spec.labels.len(), "{}", self.spec.name);
         let t = &mut self.text;
         t.extend_from_slice(self.spec.name.as_bytes());
-        if !values.is_empty() {
+        let mut open = false;
+        if !self.consts.0.is_empty() {
             t.push(b'{');
-            for (i, (name, value)) in self.spec.labels.iter().zip(values).enumerate() {
-                if i > 0 {
-                    t.push(b',');
-                }
-                t.extend_from_slice(name.as_bytes());
-                t.extend_from_slice(b"=\"");
-                escape(t, value, true);
-                t.push(b'"');
+            t.extend_from_slice(self.consts.0.as_bytes());
+            open = true;
+        }
+        for (name, value) in self.spec.labels.iter().zip(values) {
+            if value.is_empty() {
+                continue;
             }
+            t.push(if open { b',' } else { b'{' });
+            open = true;
+            t.extend_from_slice(name.as_bytes());
+            t.extend_from_slice(b"=\"");
+            escape(t, value, true);
+            t.push(b'"');
+        }
+        if open {
             t.push(b'}');
         }
         t.push(b' ');
@@ -195,7 +241,7 @@ mod tests {
             name: "t_gauge",
             help: "A help with a \\ and a\nnewline.",
             counter: false,
-            labels: &["a", "b"],
+            labels: &["b", "c"],
         },
         Spec {
             name: "t_total",
@@ -212,7 +258,7 @@ mod tests {
     ];
 
     const SERIES: [([&str; 2], f64); 4] = [
-        (["", "z"], 0.0),
+        (["a", "z"], 0.0),
         (["plain", "1"], 25.0),
         (["x\"y", "back\\slash\nline"], 1.5),
         (["\u{e9}t\u{e9}", "b"], 1800000451.25),
@@ -222,7 +268,7 @@ mod tests {
 
     impl View for Fixed {
         fn families(&self) -> Vec<Family<'static>> {
-            let mut g = Family::new(&SPECS[0]);
+            let mut g = Family::with_consts(&SPECS[0], &ConstLabels::new(&[("a", "d\"b")]));
             for (labels, v) in SERIES {
                 g.add(&labels, v);
             }
@@ -247,8 +293,11 @@ mod tests {
 
         let reference = Registry::new();
         reference.register(Box::new(first)).unwrap();
-        let g = prometheus::GaugeVec::new(Opts::new(SPECS[0].name, SPECS[0].help), &["a", "b"])
-            .unwrap();
+        let g = prometheus::GaugeVec::new(
+            Opts::new(SPECS[0].name, SPECS[0].help).const_label("a", "d\"b"),
+            &["b", "c"],
+        )
+        .unwrap();
         for (labels, v) in SERIES {
             g.with_label_values(&labels).set(v);
         }
@@ -266,10 +315,43 @@ mod tests {
 
         assert_eq!(ours, String::from_utf8(theirs).unwrap());
         assert!(
-            ours.contains(r#"t_gauge{a="x\"y",b="back\\slash\nline"} 1.5"#),
+            ours.contains(r#"t_gauge{a="d\"b",b="x\"y",c="back\\slash\nline"} 1.5"#),
             "{ours}"
         );
         assert!(!ours.contains("t_empty"), "{ours}");
+    }
+
+    /// An empty value is never exported: the label is left out, constant or not, and a
+    /// series left with no label has no braces.
+    #[test]
+    fn empty_label_values_are_left_out() {
+        static SPEC: Spec = Spec {
+            name: "t",
+            help: "h",
+            counter: false,
+            labels: &["app", "app_instance", "pool"],
+        };
+        let render = |consts: ConstLabels, values: [&str; 3]| {
+            let mut f = Family::with_consts(&SPEC, &consts);
+            f.add(&values, 1.0);
+            String::from_utf8(f.text)
+                .unwrap()
+                .lines()
+                .last()
+                .unwrap()
+                .to_string()
+        };
+        let db = ConstLabels::database(Some("10.0.0.5:5432"));
+        assert_eq!(
+            render(db.clone(), ["billing", "", "primary"]),
+            r#"t{database="10.0.0.5:5432",app="billing",pool="primary"} 1"#
+        );
+        assert_eq!(render(db, ["", "", ""]), r#"t{database="10.0.0.5:5432"} 1"#);
+        assert_eq!(
+            render(ConstLabels::database(None), ["", "pod-1", ""]),
+            r#"t{app_instance="pod-1"} 1"#
+        );
+        assert_eq!(render(ConstLabels::database(Some("")), ["", "", ""]), "t 1");
     }
 
     #[test]

@@ -1,23 +1,27 @@
 //! The pool view: one series per pushed pool and field, from the store at scrape time.
 //!
-//! Series (labels `app`, `pool`, `instance`; a field the client did not send has no series):
+//! Series (labels `database`, the watched database's name, when it is known; `app`,
+//! `pool`, `app_instance`, the pushing replica, absent when the push names none; a field
+//! the client did not send has no series):
 //! `poolwatch_pool_max_open_connections` (absent when unlimited),
 //! `poolwatch_pool_open_connections`, `poolwatch_pool_in_use_connections`,
 //! `poolwatch_pool_idle_connections`, `poolwatch_pool_waiting`,
 //! `poolwatch_pool_wait_count_total`, `poolwatch_pool_wait_duration_seconds_total`,
 //! `poolwatch_pool_closed_total{reason="max_idle|max_idle_time|max_lifetime"}`,
 //! `poolwatch_pool_max_lifetime_seconds`, `poolwatch_pool_max_idle_time_seconds`,
-//! `poolwatch_pool_last_push_timestamp_seconds`; and `poolwatch_pools_tracked`,
+//! `poolwatch_pool_last_push_timestamp_seconds`,
+//! `poolwatch_pool_info{application_name}` (always 1: joins the server view's
+//! `application_name` to the pool); and `poolwatch_pools_tracked`,
 //! `poolwatch_pools_expired_total`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Family, Spec, View};
+use super::{ConstLabels, Family, Spec, View};
 use crate::ingest::PoolKey;
 use crate::store::{Entry, Store};
 
-const L: &[&str] = &["app", "pool", "instance"];
+const L: &[&str] = &["app", "pool", "app_instance"];
 
 /// The families, in the order [`PoolCollector::families`] fills them.
 pub const SPECS: &[Spec] = &[
@@ -67,7 +71,7 @@ pub const SPECS: &[Spec] = &[
         name: "poolwatch_pool_closed_total",
         help: "Connections the pool closed, by reason, as pushed.",
         counter: true,
-        labels: &["app", "pool", "instance", "reason"],
+        labels: &["app", "pool", "app_instance", "reason"],
     },
     Spec {
         name: "poolwatch_pool_max_lifetime_seconds",
@@ -88,6 +92,12 @@ pub const SPECS: &[Spec] = &[
         labels: L,
     },
     Spec {
+        name: "poolwatch_pool_info",
+        help: "Always 1; the application_name the pool's connections carry on the server, to join the server view to the pool.",
+        counter: false,
+        labels: &["app", "pool", "app_instance", "application_name"],
+    },
+    Spec {
         name: "poolwatch_pools_tracked",
         help: "Pools currently tracked (pushed within pools.expiry_seconds).",
         counter: false,
@@ -105,12 +115,14 @@ pub const SPECS: &[Spec] = &[
 pub struct PoolCollector {
     /// The pools.
     store: Arc<Store>,
+    /// The `database` label.
+    consts: ConstLabels,
 }
 
 impl PoolCollector {
-    /// A collector over `store`.
-    pub fn new(store: Arc<Store>) -> PoolCollector {
-        PoolCollector { store }
+    /// A collector over `store` whose series carry `consts`.
+    pub fn new(store: Arc<Store>, consts: ConstLabels) -> PoolCollector {
+        PoolCollector { store, consts }
     }
 }
 
@@ -123,7 +135,10 @@ impl View for PoolCollector {
 
 impl PoolCollector {
     fn render(&self, pools: &[(&PoolKey, &Entry)]) -> Vec<Family<'static>> {
-        let mut f: Vec<Family> = SPECS.iter().map(Family::new).collect();
+        let mut f: Vec<Family> = SPECS
+            .iter()
+            .map(|s| Family::with_consts(s, &self.consts))
+            .collect();
         let n = |v: Option<u64>| v.map(|v| v as f64);
         for (k, e) in pools {
             let l = [k.app.as_str(), k.pool.as_str(), k.instance.as_str()];
@@ -145,9 +160,10 @@ impl PoolCollector {
             f[8].add_opt(&l, s.max_lifetime_seconds);
             f[9].add_opt(&l, s.max_idle_time_seconds);
             f[10].add(&l, e.received_unix);
+            f[11].add(&[l[0], l[1], l[2], s.application_name.as_str()], 1.0);
         }
-        f[11].add(&[], pools.len() as f64);
-        f[12].add(&[], self.store.expired_total() as f64);
+        f[12].add(&[], pools.len() as f64);
+        f[13].add(&[], self.store.expired_total() as f64);
         f
     }
 }

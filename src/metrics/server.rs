@@ -1,6 +1,7 @@
 //! The server view, from the sampler's latest [`ServerState`] at scrape time.
 //!
-//! Series (only when a database is configured):
+//! Series (only when a database is configured), each with the label `database`, the
+//! watched database's name:
 //! `poolwatch_pg_up`; while up, `poolwatch_pg_connections{datname, usename,
 //! application_name, state, wait_event_type, wait_event}`,
 //! `poolwatch_pg_oldest_backend_age_seconds`, `poolwatch_pg_oldest_state_age_seconds`,
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::{Family, Spec, View};
+use super::{ConstLabels, Family, Spec, View};
 use crate::sampler::ServerState;
 
 const CONN: &[&str] = &[
@@ -44,19 +45,24 @@ pub const SPECS: &[Spec] = &[
 pub struct ServerCollector {
     /// The sampler's channel.
     rx: watch::Receiver<Arc<ServerState>>,
+    /// The `database` label.
+    consts: ConstLabels,
 }
 
 impl ServerCollector {
-    /// A collector over the sampler's channel.
-    pub fn new(rx: watch::Receiver<Arc<ServerState>>) -> ServerCollector {
-        ServerCollector { rx }
+    /// A collector over the sampler's channel whose series carry `consts`.
+    pub fn new(rx: watch::Receiver<Arc<ServerState>>, consts: ConstLabels) -> ServerCollector {
+        ServerCollector { rx, consts }
     }
 }
 
 impl View for ServerCollector {
     fn families(&self) -> Vec<Family<'static>> {
         let state = self.rx.borrow().clone();
-        let mut f: Vec<Family> = SPECS.iter().map(Family::new).collect();
+        let mut f: Vec<Family> = SPECS
+            .iter()
+            .map(|s| Family::with_consts(s, &self.consts))
+            .collect();
         f[0].add(&[], if state.up { 1.0 } else { 0.0 });
         if let (true, Some(s)) = (state.up, &state.sample) {
             for (k, n) in &s.aggregates.connections {

@@ -95,6 +95,9 @@ pub struct DatabaseConfig {
     pub query_max_chars: usize,
     /// Which source gave the database (`url`, `url_file`, `libpq environment`).
     pub source: &'static str,
+    /// The `database` label of every series: `database.name`, else the first endpoint as
+    /// `host:port` (a socket directory as `/dir:port`). Never empty.
+    pub name: String,
 }
 
 impl DatabaseConfig {
@@ -126,6 +129,20 @@ impl DatabaseConfig {
         )
     }
 
+    /// The first endpoint as `host:port` (`[v6]:port`, `/socket/dir:port`): the default
+    /// `database` label. libpq's default (no host) is the socket directory it would use.
+    pub fn endpoint(pg: &tokio_postgres::Config) -> String {
+        let port = pg.get_ports().first().copied().unwrap_or(5432);
+        match pg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) if h.contains(':') => {
+                format!("[{h}]:{port}")
+            }
+            Some(tokio_postgres::config::Host::Tcp(h)) => format!("{h}:{port}"),
+            Some(tokio_postgres::config::Host::Unix(p)) => format!("{}:{port}", p.display()),
+            None => format!("/var/run/postgresql:{port}"),
+        }
+    }
+
     /// The database's first TCP endpoint as `host:port`, the default socket peer.
     pub fn peer(&self) -> Option<String> {
         let host = self.pg.get_hosts().iter().find_map(|h| match h {
@@ -147,6 +164,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("target", &self.target())
             .field("password", &self.pg.get_password().map(|_| "<redacted>"))
             .field("source", &self.source)
+            .field("name", &self.name)
             .field("interval", &self.interval)
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
@@ -166,6 +184,12 @@ const URL: Key = Key::new(
     "URL",
     "PostgreSQL URL (also read from DATABASE_URL); prefer the file or the variable, a flag shows in `ps`",
 );
+const NAME: Key = Key::new("database.name", Kind::Text, "-", &["POOLWATCH_DATABASE_NAME"])
+    .flag(
+        "--database-name",
+        "NAME",
+        "The database label of every series (default: the database's host:port; in sidecar mode without a database, the first socket peer)",
+    );
 const URL_FILE: Key = Key::new(
     "database.url_file",
     Kind::Path,
@@ -252,6 +276,7 @@ impl DatabaseConfig {
     pub const KEYS: &[Key] = &[
         URL,
         URL_FILE,
+        NAME,
         SSLMODE,
         CA_FILE,
         APPLICATION_NAME,
@@ -265,8 +290,23 @@ impl DatabaseConfig {
         QUERY_MAX_CHARS,
     ];
 
-    /// Reads the `database` section; `None` when no source names a database.
-    pub fn from_values(v: &mut Values) -> Option<DatabaseConfig> {
+    /// Reads `database.name`, which names the database even where none is watched (a
+    /// sidecar's): `None` when unset. Call it once, before [`DatabaseConfig::from_values`].
+    pub fn name_from_values(v: &mut Values) -> Option<String> {
+        let name = v.text(&NAME)?;
+        if name.trim().is_empty() || name.len() > 253 || name.chars().any(char::is_control) {
+            v.bad(
+                &NAME,
+                "1 to 253 characters, not blank, no control characters",
+            );
+            return None;
+        }
+        Some(name)
+    }
+
+    /// Reads the `database` section; `None` when no source names a database. `name` is
+    /// [`DatabaseConfig::name_from_values`]'s.
+    pub fn from_values(v: &mut Values, name: Option<String>) -> Option<DatabaseConfig> {
         let url = v.text(&URL).filter(|u| !u.trim().is_empty());
         let url_file = v.text(&URL_FILE).filter(|u| !u.is_empty());
         // Settings of the session are validated even without a database, so that a
@@ -394,6 +434,7 @@ impl DatabaseConfig {
         pg.connect_timeout(connect_timeout);
         pg.keepalives(true);
         pg.keepalives_idle(Duration::from_secs(30));
+        let name = name.unwrap_or_else(|| DatabaseConfig::endpoint(&pg));
         Some(DatabaseConfig {
             pg,
             sslmode,
@@ -408,6 +449,7 @@ impl DatabaseConfig {
             query_text,
             query_max_chars,
             source,
+            name,
         })
     }
 }
@@ -497,7 +539,8 @@ mod tests {
     ) -> (Option<DatabaseConfig>, Vec<String>, Vec<String>) {
         let env = env(e);
         let mut v = test_values(pairs, &env);
-        let db = DatabaseConfig::from_values(&mut v);
+        let name = DatabaseConfig::name_from_values(&mut v);
+        let db = DatabaseConfig::from_values(&mut v, name);
         let (problems, warnings) = v.finish();
         (db, problems, warnings)
     }
@@ -605,6 +648,47 @@ mod tests {
             let (db, problems, _) = read(&[(&URL, url)], &[]);
             assert!(problems.is_empty(), "{url}: {problems:?}");
             assert_eq!(db.unwrap().peer().as_deref(), peer, "{url}");
+        }
+    }
+
+    #[test]
+    fn name_defaults_to_the_first_endpoint() {
+        for (url, e, name) in [
+            (
+                "postgres://u@db.internal:6432/d",
+                &[][..],
+                "db.internal:6432",
+            ),
+            ("postgres://u@127.0.0.1/d", &[], "127.0.0.1:5432"),
+            ("postgres://u@[::1]:7/d", &[], "[::1]:7"),
+            (
+                "postgres://u@%2Frun%2Fpostgresql:5433/d",
+                &[],
+                "/run/postgresql:5433",
+            ),
+            ("postgres://u@a:1,b:2/d", &[], "a:1"),
+            ("", &[("PGHOST", "/tmp"), ("PGPORT", "5444")], "/tmp:5444"),
+        ] {
+            let pairs: Vec<(&Key, &str)> = if url.is_empty() {
+                vec![]
+            } else {
+                vec![(&URL, url)]
+            };
+            let (db, problems, _) = read(&pairs, e);
+            assert!(problems.is_empty(), "{url}: {problems:?}");
+            assert_eq!(db.unwrap().name, name, "{url}");
+        }
+        let (db, _, _) = read(
+            &[(&URL, "postgres://u@h/d"), (&NAME, "orders-primary")],
+            &[],
+        );
+        assert_eq!(db.unwrap().name, "orders-primary");
+        for bad in ["", "  ", "a\nb"] {
+            let (_, problems, _) = read(&[(&URL, "postgres://u@h/d"), (&NAME, bad)], &[]);
+            assert!(
+                problems.iter().any(|p| p.contains("database.name")),
+                "{bad:?}: {problems:?}"
+            );
         }
     }
 }

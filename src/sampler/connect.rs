@@ -122,9 +122,10 @@ fn client_config(cfg: &DatabaseConfig) -> Result<rustls::ClientConfig, SampleErr
 }
 
 /// `prefer` and `require` as libpq has them: encrypted, the certificate not checked.
-/// Signatures are still verified, so the handshake itself is sound.
+/// Signatures are still verified, so the handshake itself is sound. The CLI uses it too,
+/// for a loopback daemon or `--insecure`.
 #[derive(Debug)]
-struct EncryptOnly(Arc<CryptoProvider>);
+pub(crate) struct EncryptOnly(pub(crate) Arc<CryptoProvider>);
 
 impl ServerCertVerifier for EncryptOnly {
     fn verify_server_cert(

@@ -183,7 +183,8 @@ impl Sampler {
             Opts::new(
                 "poolwatch_pg_sample_errors_total",
                 "Failed connection or sample attempts, by kind.",
-            ),
+            )
+            .const_label("database", &cfg.name),
             &["kind"],
         )?;
         for k in ERROR_KINDS {

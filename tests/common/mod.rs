@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod prometheus;
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -216,6 +218,12 @@ impl Pg {
             "postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable",
             self.port
         )
+    }
+
+    /// The `database` label a poolwatch watching [`Pg::url`] gives its series by default:
+    /// the URL's `host:port`.
+    pub fn database(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// A URL for `user`.
@@ -514,13 +522,78 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-/// The value of the series whose line starts with `series` (name and labels exactly).
+/// A series as `(name, labels)`, labels sorted, from `name` or `name{a="x",b="y"}` (the
+/// text format's escapes undone). A label with an empty value is left out: to Prometheus
+/// `x=""` and no `x` are the same series. `None` when `text` is not a series.
+pub fn parse_series(text: &str) -> Option<(String, Vec<(String, String)>)> {
+    let text = text.trim();
+    let Some((name, rest)) = text.split_once('{') else {
+        return Some((text.to_string(), Vec::new()));
+    };
+    let mut labels = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        match chars.peek() {
+            Some('}') => {
+                chars.next();
+                break;
+            }
+            Some(',') => {
+                chars.next();
+                continue;
+            }
+            None => return None,
+            _ => {}
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if chars.next() != Some('"') {
+            return None;
+        }
+        let mut v = String::new();
+        loop {
+            match chars.next()? {
+                '"' => break,
+                '\\' => match chars.next()? {
+                    'n' => v.push('\n'),
+                    c => v.push(c),
+                },
+                c => v.push(c),
+            }
+        }
+        if !v.is_empty() {
+            labels.push((key.trim().to_string(), v));
+        }
+    }
+    if chars.next().is_some() {
+        return None;
+    }
+    labels.sort();
+    Some((name.to_string(), labels))
+}
+
+/// The value of the series `series` (`name` or `name{labels}`): the line with that name
+/// and exactly that label set, in any order; `x=""` in `series` asks for no `x`, as in
+/// PromQL. Every label counts: a line with a label `series` does not name (a `database`,
+/// say) is another series.
 pub fn value(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
+    let want = parse_series(series).unwrap_or_else(|| panic!("not a series: {series}"));
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (s, v) = l.rsplit_once(' ')?;
+            (parse_series(s)? == want).then(|| v.trim().parse().ok())?
+        })
+}
+
+/// `series` with the label `database="db"` added first: `poolwatch_pg_up` becomes
+/// `poolwatch_pg_up{database="db"}`.
+pub fn on_db(db: &str, series: &str) -> String {
+    match series.split_once('{') {
+        Some((name, rest)) if rest.trim() == "}" => format!("{name}{{database=\"{db}\"}}"),
+        Some((name, rest)) => format!("{name}{{database=\"{db}\",{rest}"),
+        None => format!("{series}{{database=\"{db}\"}}"),
+    }
 }
 
 /// Asserts that each `(name, want)` of `expected` is the value of series `name{labels}`
