@@ -12,7 +12,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{lines_starting, parse_series, raw, value, Daemon, Pg, Resp};
+use common::{lines_starting, raw, reasons, value, Daemon, Pg, Resp};
 
 const TOKEN: &str = "forward-token-0123456789";
 
@@ -69,20 +69,6 @@ async fn with_token(addr: SocketAddr, path: &str, body: &str) -> Resp {
 /// A pool at its cap of `n`: every connection checked out.
 fn capped(n: usize) -> String {
     format!(r#"{{"max_open":{n},"open":{n},"in_use":{n},"idle":0}}"#)
-}
-
-/// The reasons `poolwatch_app_leak_reason` says 1 for, for `app`.
-fn reasons(m: &str, app: &str) -> Vec<String> {
-    lines_starting(m, "poolwatch_app_leak_reason{")
-        .into_iter()
-        .filter(|l| l.ends_with(" 1"))
-        .filter_map(|l| {
-            let (_, labels) = parse_series(l.rsplit_once(' ')?.0)?;
-            let get = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            (get("app")? == app).then_some(())?;
-            get("reason")
-        })
-        .collect()
 }
 
 /// The value of `series` in the latest /metrics of `d`, 0 when absent.
