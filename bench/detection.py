@@ -11,7 +11,14 @@ interval, one at 15 s; each also loads the classic rule (connections above 80% o
 max_connections for 5 minutes) for comparison. Writes the table between
 `<!-- matrix:begin -->` and `<!-- matrix:end -->` in docs/detection.md.
 
-    python3 bench/detection.py [--minutes N] [--only NAME,...] [--no-write]
+    python3 bench/detection.py [--minutes N] [--only NAME,...] [--layout L] [--no-write]
+
+`--layout forwarded` runs the fleet layout instead (docs/kubernetes.md): the application
+pushes to a sidecar poolwatch without a database (`--mode sidecar`, shipped defaults but
+for its addresses and `--forward-url`), which forwards its pools to the central poolwatch
+of the scenario's database; Prometheus scrapes both. `--layout both` runs each scenario
+in both layouts at once (each with its own PostgreSQL) and writes the comparison between
+`<!-- layouts:begin -->` and `<!-- layouts:end -->` instead of the matrix.
 
 Needs: cargo, Go with lib/pq and client_golang (Debian: golang-go
 golang-github-lib-pq-dev golang-github-prometheus-client-golang-dev), prometheus, and
@@ -23,7 +30,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -92,10 +98,15 @@ def build():
 
 
 class Scenario:
-    def __init__(self, spec, binary, detect):
+    def __init__(self, spec, binary, detect, layout="direct"):
         self.name, self.what, self.env, self.max_connections, self.target = spec
+        self.layout = layout
+        self.binary = binary
+        # The application's name, distinct per layout: two layouts of one scenario run at
+        # once and one Prometheus scrapes both.
+        self.app = self.name if layout == "direct" else f"{self.name}-fwd"
         self.detect = detect
-        self.cluster = B.Cluster(f"pg-{self.name}", {"max_connections": str(self.max_connections),
+        self.cluster = B.Cluster(f"pg-{self.app}", {"max_connections": str(self.max_connections),
                                                      "shared_buffers": "8MB"})
         # The application is an ordinary role: refused at the usable slots, as in
         # production; poolwatch and this harness are superusers (in production poolwatch
@@ -105,23 +116,47 @@ class Scenario:
         self.usable = self.max_connections - 3
         self.port = B.free_port()
         # Shipped defaults: nothing but where to listen and which database to watch.
-        self.poolwatch = B.spawn(f"poolwatch-{self.name}", [
+        self.poolwatch = B.spawn(f"poolwatch-{self.app}", [
             binary, "--listen", f"{HOST}:{self.port}",
             "--database-url", self.cluster.url("postgres"), "--log-level", "warn"])
         B.wait_http(f"http://{HOST}:{self.port}/healthz", proc=self.poolwatch)
         self.http = B.Http(self.port)
+        self.sidecars = {}  # instance: (process, metrics port), in the forwarded layout
         self.apps = []
         self.events = {}
         self.verdict_at = None
         self.used = []  # (t, client backends on the server) from PostgreSQL itself
 
+    def start_sidecar(self, instance):
+        """The fleet layout's sidecar of one replica: no database, pushes on its own
+        address, its pools forwarded to this scenario's central poolwatch."""
+        port, push_port = B.free_port(), B.free_port()
+        p = B.spawn(f"sidecar-{self.app}-{instance}", [
+            self.binary, "--mode", "sidecar", "--listen", f"{HOST}:{port}",
+            "--push-listen", f"{HOST}:{push_port}",
+            "--forward-url", f"http://{HOST}:{self.port}", "--log-level", "warn"],
+            env=dict(os.environ, POD_NAME=instance))
+        B.wait_http(f"http://{HOST}:{port}/healthz", proc=p)
+        self.sidecars[instance] = (p, port)
+        if self.on_new_target:
+            self.on_new_target(f"{HOST}:{port}")
+        return f"http://{HOST}:{push_port}"
+
+    on_new_target = None
+
+    def targets(self):
+        return [f"{HOST}:{self.port}"] + [f"{HOST}:{port}" for _, port in self.sidecars.values()]
+
     def start_app(self, instance, extra=None):
-        env = dict(os.environ, APP=self.name, INSTANCE=instance,
+        push_to = f"http://{HOST}:{self.port}"
+        if self.layout == "forwarded":
+            push_to = self.start_sidecar(instance)
+        env = dict(os.environ, APP=self.app, INSTANCE=instance,
                    DATABASE_URL=self.cluster.url("app"),
-                   POOLWATCH_URL=f"http://{HOST}:{self.port}", LEAK_AFTER=str(LEAK_AFTER))
+                   POOLWATCH_URL=push_to, LEAK_AFTER=str(LEAK_AFTER))
         env.update(self.env)
         env.update(extra or {})
-        p = B.spawn(f"app-{self.name}-{instance}", [self.detect], env=env)
+        p = B.spawn(f"app-{self.app}-{instance}", [self.detect], env=env)
         p.instance = instance
         self.apps.append(p)
         return p
@@ -148,7 +183,7 @@ class Scenario:
         except Exception:  # noqa: BLE001
             return
         now = time.time()
-        v = B.metric_value(text, "poolwatch_app_leak_suspected", {"app": self.name})
+        v = B.metric_value(text, "poolwatch_app_leak_suspected", {"app": self.app})
         if v == 1 and self.verdict_at is None:
             self.verdict_at = now
         try:
@@ -178,18 +213,27 @@ class Prometheus:
                 "    expr: sum by (job, instance) (poolwatch_pg_connections) > 0.8 * "
                 "max by (job, instance) (poolwatch_pg_max_connections)\n"
                 "    for: 5m\n    labels: {severity: warning}\n")
+        # Targets in a file Prometheus watches: sidecars of the forwarded layout come and go.
+        self.targets_file = os.path.join(d, "targets.json")
+        self.set_targets(targets)
         cfg = os.path.join(d, "prometheus.yml")
         with open(cfg, "w") as f:
             f.write(
                 f"global:\n  scrape_interval: {interval}s\n  evaluation_interval: {interval}s\n"
                 f"rule_files:\n  - {RULES}\n  - {classic}\n"
                 "scrape_configs:\n  - job_name: poolwatch\n    honor_labels: true\n"
-                "    static_configs:\n      - targets: [" +
-                ", ".join(f"'{t}'" for t in targets) + "]\n")
+                f"    file_sd_configs:\n      - files: ['{self.targets_file}']\n"
+                "        refresh_interval: 5s\n")
         self.proc = B.spawn(name, ["prometheus", f"--config.file={cfg}",
                                    f"--storage.tsdb.path={d}/data",
                                    f"--web.listen-address={HOST}:{self.port}"])
         B.wait_http(f"http://{HOST}:{self.port}/-/ready", timeout=120, proc=self.proc)
+
+    def set_targets(self, targets):
+        tmp = self.targets_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump([{"targets": sorted(targets)}], f)
+        os.replace(tmp, self.targets_file)
 
     def query(self, path, **params):
         url = f"http://{HOST}:{self.port}{path}?" + urllib.parse.urlencode(params)
@@ -231,11 +275,18 @@ def measure(args):
     os.chmod(B.BASE, 0o755)
     binary, detect = build()
     specs = [s for s in SCENARIOS if not args.only or s[0] in args.only.split(",")]
-    log(f"starting {len(specs)} scenarios, each with its own PostgreSQL and poolwatch")
-    scenarios = [Scenario(s, binary, detect) for s in specs]
-    targets = [f"{HOST}:{s.port}" for s in scenarios]
-    proms = {30: Prometheus("prometheus-30s", 30, targets),
-             15: Prometheus("prometheus-15s", 15, targets)}
+    layouts = ["direct", "forwarded"] if args.layout == "both" else [args.layout]
+    log(f"starting {len(specs)} scenarios in {' and '.join(layouts)} layout, each with its "
+        "own PostgreSQL and poolwatch")
+    scenarios = [Scenario(s, binary, detect, layout) for s in specs for layout in layouts]
+    proms = {30: Prometheus("prometheus-30s", 30, [f"{HOST}:{s.port}" for s in scenarios]),
+             15: Prometheus("prometheus-15s", 15, [f"{HOST}:{s.port}" for s in scenarios])}
+
+    def retarget(_):
+        targets = [t for sc in scenarios for t in sc.targets()]
+        for p in proms.values():
+            p.set_targets(targets)
+    Scenario.on_new_target = staticmethod(retarget)
     start = time.time()
     for sc in scenarios:
         if sc.name == "deploy":
@@ -244,23 +295,27 @@ def measure(args):
         else:
             sc.start_app(f"{sc.name}-1")
     duration = args.minutes * 60
-    deploy = next((s for s in scenarios if s.name == "deploy"), None)
+    deploys = [s for s in scenarios if s.name == "deploy"]
     new_at = start + 600
     old_gone = False
     log(f"running for {args.minutes} minutes")
     while time.time() - start < duration:
         for sc in scenarios:
             sc.poll()
-        if deploy and time.time() >= new_at and not any(p.instance.startswith("new") for p in deploy.apps):
-            log("deploy: two new replicas start")
-            deploy.start_app("new-1")
-            deploy.start_app("new-2")
-        if deploy and not old_gone and time.time() >= new_at + 90:
-            log("deploy: the old replicas leave")
+        for deploy in deploys:
+            if time.time() >= new_at and not any(p.instance.startswith("new") for p in deploy.apps):
+                log(f"deploy ({deploy.layout}): two new replicas start")
+                deploy.start_app("new-1")
+                deploy.start_app("new-2")
+        for deploy in deploys if not old_gone and time.time() >= new_at + 90 else []:
+            log(f"deploy ({deploy.layout}): the old replicas leave")
             deploy.gone = [p for p in deploy.apps if p.instance.startswith("old")]
             for p in deploy.gone:
                 B.stop_proc(p)
                 deploy.apps.remove(p)
+                sidecar = deploy.sidecars.pop(p.instance, None)
+                if sidecar:
+                    B.stop_proc(sidecar[0])
             old_gone = True
         time.sleep(1)
     end = time.time()
@@ -270,7 +325,7 @@ def measure(args):
     rows = []
     for sc in scenarios:
         inst = f"{HOST}:{sc.port}"
-        row = {"name": sc.name, "what": sc.what, "target": sc.target,
+        row = {"name": sc.name, "layout": sc.layout, "what": sc.what, "target": sc.target,
                "max_connections": sc.max_connections, "events": sc.events}
         t0 = sc.events.get("first_leak")
         row["verdict"] = (sc.verdict_at - t0) if (t0 and sc.verdict_at) else None
@@ -279,7 +334,7 @@ def measure(args):
         full = sc.events.get("pool_full" if capped else "server_full")
         row["full"] = (full - t0) if (t0 and full) else None
         for iv, fires in firing.items():
-            mine = {k: v for k, v in fires.items() if k[2] == sc.name or k[3] == inst}
+            mine = {k: v for k, v in fires.items() if k[2] == sc.app or k[3] == inst}
             pages = sorted((v, k[0], k[1]) for k, v in mine.items()
                            if k[0] != "ClassicConnectionsHigh")
             leak_pages = [p for p in pages if p[1] in LEAK_ALERTS]
@@ -314,12 +369,15 @@ def verdict_ok(row, iv):
     return t is not None and t <= within
 
 
-def table(rows, minutes, elapsed):
-    host = platform.node()
+def table(rows, minutes, elapsed, layouts=False):
     out = [
         f"Run by `python3 bench/detection.py` on {datetime.date.today()}, {os.cpu_count()} CPUs "
         f"(shared), {minutes} minutes per scenario ({elapsed / 60:.0f} minutes in all), all "
-        "scenarios at once; poolwatch at its shipped defaults, the shipped rules unmodified. "
+        "scenarios at once; poolwatch at its shipped defaults, the shipped rules unmodified. " +
+        ("*Layout*: `direct`, the application pushes to the central poolwatch of its "
+         "database; `forwarded`, it pushes to a sidecar poolwatch without a database, which "
+         "forwards its pools to that central poolwatch (Prometheus scrapes both). "
+         if layouts else "") +
         "Seconds from the first leaked connection. *Page* is the first "
         "`PoolwatchConnectionLeak` or `PoolwatchConnectionExhaustionPredicted` to fire; "
         "*headroom* the free slots under the limit that binds (the pool's when capped, else "
@@ -330,6 +388,9 @@ def table(rows, minutes, elapsed):
         "| scenario | interval | `leak_suspected` | first page (alert, severity) | headroom at the page | pool or server full | classic rule | target | met |",
         "|---|---|---:|---|---:|---:|---:|---|---|",
     ]
+    if layouts:
+        out[-2] = out[-2].replace("| scenario |", "| scenario | layout |")
+        out[-1] = "|---" + out[-1]
     for row in rows:
         for iv in (30, 15):
             r = row[iv]
@@ -350,14 +411,15 @@ def table(rows, minutes, elapsed):
                 target = f"{sev or 'a'} page ≤ {within} s"
                 verdict = fmt_s(row["verdict"])
             ok = "yes" if verdict_ok(row, iv) else "**no**"
-            out.append(f"| {row['what']} | {iv} s | {verdict} | {page_s} | {hr_s} | "
+            what = f"{row['what']} | {row['layout']}" if layouts else row["what"]
+            out.append(f"| {what} | {iv} s | {verdict} | {page_s} | {hr_s} | "
                        f"{fmt_s(row['full'])} | {fmt_s(r['classic'])} | {target} | {ok} |")
     return "\n".join(out)
 
 
-def write_doc(section):
+def write_doc(section, marker="matrix"):
     text = open(DOC).read()
-    begin, end = "<!-- matrix:begin -->", "<!-- matrix:end -->"
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     i, j = text.index(begin) + len(begin), text.index(end)
     with open(DOC, "w") as f:
         f.write(text[:i] + "\n" + section + "\n" + text[j:])
@@ -367,22 +429,27 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=21, help="minutes per scenario (default 21)")
     ap.add_argument("--only", default="", help="comma-separated scenario names")
+    ap.add_argument("--layout", choices=["direct", "forwarded", "both"], default="direct",
+                    help="direct: the application pushes to the central poolwatch (the "
+                    "matrix); forwarded: to a sidecar that forwards to it; both: each "
+                    "scenario in both, written as the layout comparison")
     ap.add_argument("--no-write", action="store_true", help="print the table, leave the doc")
     args = ap.parse_args()
     try:
         rows, elapsed = measure(args)
     finally:
         B.cleanup()
-    raw = os.path.join(tempfile.gettempdir(), "poolwatch-matrix.json")
+    raw = os.path.join(tempfile.gettempdir(), f"poolwatch-matrix-{args.layout}.json")
     with open(raw, "w") as f:
         json.dump(rows, f, indent=1, default=str)
-    section = table(rows, args.minutes, elapsed)
+    layouts = args.layout != "direct"
+    section = table(rows, args.minutes, elapsed, layouts)
     print(section)
     if not args.no_write:
-        write_doc(section)
+        write_doc(section, "layouts" if layouts else "matrix")
         log("docs/detection.md updated")
     log(f"raw results: {raw}")
-    failed = [r["name"] for r in rows for iv in (30, 15) if not verdict_ok(r, iv)]
+    failed = [f"{r['name']} ({r['layout']})" for r in rows for iv in (30, 15) if not verdict_ok(r, iv)]
     if failed:
         log("targets missed:", ", ".join(sorted(set(failed))))
         sys.exit(1)

@@ -111,6 +111,8 @@ pub struct Core {
     pub otlp: crate::http::otlp::Receiver,
     /// The analysis task.
     pub ticker: Ticker,
+    /// Sidecar mode with `forward.url`: the task forwarding the pools.
+    pub forwarder: Option<crate::forward::Forwarder>,
     /// Its reports.
     pub reports: tokio::sync::watch::Receiver<Arc<Report>>,
     /// With `web_config_file`: what re-reads it, and the configuration in force.
@@ -146,6 +148,15 @@ impl Core {
             }
             None => (None, None),
         };
+        let forwarder = match cfg.forward.clone() {
+            Some(f) => Some(crate::forward::Forwarder::register(
+                &registry,
+                f,
+                store.clone(),
+                cfg.analysis.interval,
+            )?),
+            None => None,
+        };
         let (ticker, reports) = Ticker::new(
             &cfg.analysis,
             cfg.mode,
@@ -170,6 +181,7 @@ impl Core {
             otlp,
             sampler,
             ticker,
+            forwarder,
             reports,
             web,
         })
@@ -194,6 +206,9 @@ pub async fn run(
         ),
     }
     background.spawn(core.ticker.run(sampler_cancel.clone()));
+    if let Some(forwarder) = core.forwarder {
+        background.spawn(forwarder.run(sampler_cancel.clone()));
+    }
     let web = core.web.map(|(reloader, rx)| {
         background.spawn(reloader.run(sampler_cancel.clone()));
         rx

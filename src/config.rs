@@ -16,6 +16,7 @@
 //! | `database.*` | [`crate::sampler::config::DatabaseConfig`] |
 //! | `socket.*` | [`crate::sampler::socket::SocketConfig`] |
 //! | `analysis.*` | [`crate::tick::AnalysisSettings`] |
+//! | `forward.*` | [`crate::forward::config::ForwardConfig`] |
 //!
 //! [`keys`] lists every key with its type, default and environment variables; that list
 //! is also what `docs/configuration.md` documents (a test keeps the two in step). Flags
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use crate::forward::config::ForwardConfig;
 use crate::http::config::HttpConfig;
 use crate::http::web::WebConfig;
 use crate::keys::{Key, Kind, Values};
@@ -88,6 +90,8 @@ pub struct Config {
     pub analysis: AnalysisSettings,
     /// The watched database; `None` runs push-only.
     pub database: Option<DatabaseConfig>,
+    /// Sidecar mode: the central instance its pools are forwarded to.
+    pub forward: Option<ForwardConfig>,
     /// The `database` label of every view series: the watched database's name, else
     /// (sidecar mode without a database) `database.name` or the first socket peer. `None`
     /// when nothing names a database: the label is left out.
@@ -195,6 +199,7 @@ const SECTIONS: &[&[Key]] = &[
     SocketConfig::KEYS,
     AnalysisSettings::KEYS,
     DatabaseConfig::KEYS,
+    ForwardConfig::KEYS,
 ];
 
 /// All configuration keys. `docs/configuration.md` documents each of them.
@@ -360,6 +365,7 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
     }
     let analysis =
         AnalysisSettings::from_values(&mut v, database.as_ref().map(|d| d.interval), pools.expiry);
+    let forward = ForwardConfig::from_values(&mut v, mode);
     let (problems, warnings) = v.finish();
     if !problems.is_empty() {
         return Err(ConfigError { problems });
@@ -379,6 +385,7 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
         socket,
         analysis,
         database,
+        forward,
         database_label,
         warnings,
     })

@@ -13,6 +13,7 @@
 //!                                   │
 //! GET /metrics ── metrics renders store + ServerState + Report (never the database)
 //! GET /api/v1/connections ── the Report's stuck backends
+//! sidecar store ── forward (on each push, every interval) ──> central POST /api/v1/forward ──> store
 //! ```
 //!
 //! Modules:
@@ -27,6 +28,7 @@
 //!   the socket view's `/proc/net/tcp` parser.
 //! - [`analysis`]: pure leak analysis: attribution, view comparison, trend, verdict.
 //! - [`tick`]: the task that feeds the analysis every interval and publishes its report.
+//! - [`forward`]: a sidecar's pools sent to the central instance of its database.
 //! - [`metrics`]: registry setup and the collectors that render the latest state.
 //! - [`cli`]: `poolwatch connections` and `poolwatch healthcheck`, clients of a running
 //!   daemon.
@@ -35,6 +37,7 @@ pub mod analysis;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod forward;
 pub mod http;
 pub mod ingest;
 pub mod keys;

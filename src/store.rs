@@ -20,6 +20,8 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use crate::ingest::{IngestError, PoolKey, PoolPush, PoolSnapshot};
 use crate::keys::{Key, Kind, Values};
 
+mod forwarded;
+
 /// The store's limits: the `pools` section of the configuration.
 #[derive(Clone, Debug)]
 pub struct PoolsConfig {
@@ -162,6 +164,9 @@ pub struct Store {
     expired_total: AtomicU64,
     /// `poolwatch_ingest_dropped_total{reason}`: pool snapshots refused.
     dropped_total: IntCounterVec,
+    /// Woken (one permit, so bursts coalesce) whenever pushes are stored: a sidecar
+    /// forwards its pools on it ([`crate::forward`]).
+    changed: tokio::sync::Notify,
 }
 
 /// The pools and how many each application has, kept together so that a push costs the
@@ -270,6 +275,7 @@ impl Store {
             max_pools_per_app: limits.max_pools_per_app,
             expired_total: AtomicU64::new(0),
             dropped_total,
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -303,11 +309,25 @@ impl Store {
         now: Instant,
         now_unix: f64,
     ) -> Result<usize, IngestError> {
+        let dated = pushes.into_iter().map(|p| (p, now, now_unix)).collect();
+        self.replace_dated(source, dated, gone, now)
+    }
+
+    /// [`Store::replace`] with each push's own arrival (monotonic and Unix), for pushes
+    /// that arrived elsewhere first (forwarded by a sidecar).
+    fn replace_dated(
+        &self,
+        source: Source,
+        pushes: Vec<(PoolPush, Instant, f64)>,
+        gone: &[PoolKey],
+        now: Instant,
+    ) -> Result<usize, IngestError> {
         let mut pools = self.lock();
         if pools.sweeps.due(now) {
             self.expire(&mut pools, now);
         }
-        let refused = self.limits(&pools, source, &pushes, gone);
+        let keys: Vec<&PoolKey> = pushes.iter().map(|(p, ..)| &p.key).collect();
+        let refused = self.limits(&pools, source, &keys, gone);
         if let Some(e) = refused {
             self.dropped_total
                 .with_label_values(&[e.kind()])
@@ -318,14 +338,16 @@ impl Store {
             pools.withdraw(k, source);
         }
         let n = pushes.len();
-        for p in pushes {
+        for (p, received, received_unix) in pushes {
             let entry = Entry {
                 snapshot: p.snapshot,
-                received: now,
-                received_unix: now_unix,
+                received,
+                received_unix,
             };
             pools.insert(p.key, Supplied { source, entry });
         }
+        drop(pools);
+        self.changed.notify_one();
         Ok(n)
     }
 
@@ -335,16 +357,16 @@ impl Store {
         &self,
         pools: &Pools,
         source: Source,
-        pushes: &[PoolPush],
+        pushes: &[&PoolKey],
         gone: &[PoolKey],
     ) -> Option<IngestError> {
-        let is_pushed = |k: &PoolKey| pushes.iter().any(|p| &p.key == k);
+        let is_pushed = |k: &PoolKey| pushes.contains(&k);
         // Net change per application: new pools in, pools of `gone` that go out.
         let mut delta: HashMap<&str, isize> = HashMap::new();
         let mut seen: HashSet<&PoolKey> = HashSet::new();
-        for p in pushes {
-            if !pools.map.contains_key(&p.key) && seen.insert(&p.key) {
-                *delta.entry(p.key.app.as_str()).or_default() += 1;
+        for k in pushes {
+            if !pools.map.contains_key(*k) && seen.insert(*k) {
+                *delta.entry(k.app.as_str()).or_default() += 1;
             }
         }
         if seen.is_empty() {
@@ -414,6 +436,11 @@ impl Store {
         out
     }
 
+    /// `pools.max_pools`: no push may name more pools.
+    pub fn max_pools(&self) -> usize {
+        self.max_pools
+    }
+
     /// `pools.max_pools_per_app`: a batch holds one application's pools, so no more.
     pub fn max_pools_per_app(&self) -> usize {
         self.max_pools_per_app
@@ -432,6 +459,12 @@ impl Store {
             .collect();
         refs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         f(&refs)
+    }
+
+    /// Resolves after the next push is stored (at once if one was stored since the last
+    /// call): one waiter at a time.
+    pub async fn changed(&self) {
+        self.changed.notified().await
     }
 
     /// Pools expired since start.

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{http, lines_starting, parse_series, value, Daemon, Pg};
+use common::{http, lines_starting, reasons, value, Daemon, Pg};
 
 /// Fast samples and a small evidence threshold, so that a test sees in seconds what takes
 /// a minute at the defaults: a stuck connection counts after 1 s, ten of them decide
@@ -24,20 +24,6 @@ async fn push(d: &Daemon, app: &str, open: usize, in_use: usize) {
     );
     let r = d.push(&format!("/api/v1/pools/{app}/primary"), &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
-}
-
-/// The reasons `poolwatch_app_leak_reason` says 1 for.
-fn reasons(m: &str, app: &str) -> Vec<String> {
-    lines_starting(m, "poolwatch_app_leak_reason{")
-        .into_iter()
-        .filter(|l| l.ends_with(" 1"))
-        .filter_map(|l| {
-            let (_, labels) = parse_series(l.rsplit_once(' ')?.0)?;
-            let get = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            (get("app")? == app).then_some(())?;
-            get("reason")
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -546,6 +546,78 @@ fn sidecar_classic_form_is_an_extra_container() {
     );
 }
 
+/// Issue 14: `sidecar.forward.*` gives the sidecar the central instance's URL, the token
+/// from the application's Secret (never a literal) and the CA file, which poolwatch accepts
+/// as a configuration; a token or CA without a URL fails the render.
+#[test]
+fn sidecar_forward_values_become_the_forward_environment() {
+    if !have("sidecar_forward_values", &[Tool::Helm]) {
+        return;
+    }
+    let url = "http://orders-db-poolwatch.monitoring.svc:19187";
+    let stream = template(
+        &example_chart(),
+        &[],
+        &[
+            "--set",
+            &format!("poolwatch.sidecar.forward.url={url}"),
+            "--set",
+            "poolwatch.sidecar.forward.existingSecret=orders-db-push-token",
+            "--set",
+            "poolwatch.sidecar.forward.caFile=/etc/poolwatch/forward-ca/ca.crt",
+        ],
+    );
+    let deployment = docs_of_kind(&stream, "Deployment")[0];
+    let init = block(deployment, "initContainers:");
+    let joined = init.join("\n");
+    let indent = init
+        .iter()
+        .find(|l| l.trim() == "- name: POOLWATCH_FORWARD_URL")
+        .map(|l| " ".repeat(l.len() - l.trim_start().len()))
+        .unwrap_or_else(|| panic!("no POOLWATCH_FORWARD_URL:\n{joined}"));
+    for wanted in [
+        format!("- name: POOLWATCH_FORWARD_URL\n{indent}  value: \"{url}\""),
+        format!(
+            "- name: POOLWATCH_FORWARD_TOKEN\n{indent}  valueFrom:\n{indent}    secretKeyRef:\n{indent}      name: orders-db-push-token\n{indent}      key: token"
+        ),
+        format!("- name: POOLWATCH_FORWARD_CA_FILE\n{indent}  value: \"/etc/poolwatch/forward-ca/ca.crt\""),
+    ] {
+        assert!(joined.contains(&wanted), "{wanted}\nin:\n{joined}");
+    }
+    // What the container gets is a configuration poolwatch runs with (http://: the CA file
+    // is not read).
+    let file = scratch_dir("sidecar-forward").join("empty.yaml");
+    std::fs::write(&file, "mode: sidecar\n").unwrap();
+    succeed(
+        Command::new(env!("CARGO_BIN_EXE_poolwatch"))
+            .arg("check-config")
+            .arg(&file)
+            .env("POOLWATCH_FORWARD_URL", url)
+            .env("POOLWATCH_FORWARD_TOKEN", "the-central-push-token")
+            .env(
+                "POOLWATCH_FORWARD_CA_FILE",
+                "/etc/poolwatch/forward-ca/ca.crt",
+            )
+            .env_remove("DATABASE_URL")
+            .env_remove("POOLWATCH_CONFIG"),
+    );
+    // Off by default: no forward variable at all.
+    let plain = template(&example_chart(), &[], &[]);
+    assert!(!plain.contains("POOLWATCH_FORWARD"), "{plain}");
+    let out = run(&mut helmtool(&[
+        "template",
+        path_str(&example_chart()),
+        "--set",
+        "poolwatch.sidecar.forward.existingSecret=orders-db-push-token",
+    ]));
+    assert!(!out.status.success(), "a token without a URL was accepted");
+    assert!(
+        text(&out.stderr).contains("need sidecar.forward.url"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// The sidecar's env from the downward API, its push listener on loopback, restricted
 /// security context.
 fn assert_downward_api_and_loopback(container: &[&str]) {

@@ -61,6 +61,12 @@ fn render(mode: &str) -> String {
         flags.push(("mode", "sidecar".into()));
         flags.push(("instance", "billing-7f9c-x2".into()));
         flags.push(("pod_ip", "10.0.0.7".into()));
+        // Forwarding on: its series are in the sidecar's golden file (nothing is sent:
+        // the forwarder task is not started here).
+        flags.push((
+            "forward.url",
+            "http://shop-db-poolwatch.monitoring.svc:19187".into(),
+        ));
     }
     let cfg = poolwatch::config::load(None, &flags, &|_| None).expect("valid");
     let mut core = Core::new(&cfg).expect("core");

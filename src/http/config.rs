@@ -36,6 +36,11 @@ impl Secret {
         }
         diff == 0
     }
+
+    /// The secret itself, to send it (never to log it).
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -103,7 +108,7 @@ impl HttpConfig {
             max_body_bytes: v.count(&MAX_BODY_BYTES),
             request_timeout: v.seconds(&REQUEST_TIMEOUT),
             max_connections: v.count(&MAX_CONNECTIONS),
-            push_token: push_token(v),
+            push_token: token(v, &PUSH_TOKEN, &PUSH_TOKEN_FILE),
         }
     }
 
@@ -120,26 +125,34 @@ impl HttpConfig {
     }
 }
 
-fn push_token(v: &mut Values) -> Option<Secret> {
-    let inline = v.text(&PUSH_TOKEN).filter(|t| !t.is_empty());
-    let file = v.text(&PUSH_TOKEN_FILE).filter(|t| !t.is_empty());
-    let token = match (inline, file) {
+/// A bearer token from `inline` or from the file `file` names (one of them): at least 16
+/// printable characters without spaces. Problems name the keys, never the token.
+pub(crate) fn token(v: &mut Values, inline: &Key, file: &Key) -> Option<Secret> {
+    let given = v.text(inline).filter(|t| !t.is_empty());
+    let path = v.text(file).filter(|t| !t.is_empty());
+    let token = match (given, path) {
         (Some(_), Some(_)) => {
-            v.problem("http.push_token and http.push_token_file are both set; set one".into());
+            v.problem(format!(
+                "{} and {} are both set; set one",
+                inline.path, file.path
+            ));
             return None;
         }
         (Some(t), None) => t,
         (None, Some(f)) => match std::fs::read_to_string(&f) {
             Ok(t) => t.trim().to_string(),
             Err(e) => {
-                v.problem(format!("http.push_token_file: cannot read {f}: {e}"));
+                v.problem(format!("{}: cannot read {f}: {e}", file.path));
                 return None;
             }
         },
         (None, None) => return None,
     };
     if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
-        v.problem("http.push_token: at least 16 printable characters without spaces".into());
+        v.problem(format!(
+            "{}: at least 16 printable characters without spaces",
+            inline.path
+        ));
         return None;
     }
     Some(Secret(token))

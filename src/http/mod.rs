@@ -12,6 +12,7 @@
 //! | POST | `/api/v1/pools` | push | a batch of pools of one app |
 //! | PUT, POST, DELETE | `/metrics/job/<job>{/<label>/<value>}` | push | the Pushgateway protocol |
 //! | POST | `/v1/metrics` | push | OTLP/HTTP metrics, protobuf or JSON |
+//! | POST | `/api/v1/forward` | push | the pools a sidecar forwards ([`forward`]) |
 //!
 //! When the metrics and push addresses are the same, one listener serves both sets.
 //! Every request's headers and body must arrive within `http.request_timeout_seconds`;
@@ -23,6 +24,7 @@
 
 pub mod config;
 pub mod connections;
+pub mod forward;
 pub mod otlp;
 pub mod page;
 pub mod push;
@@ -402,6 +404,12 @@ async fn route(req: Request<Incoming>, ctx: &Ctx, routes: Routes) -> Response<Bo
             pushgateway::handle(req, ctx).await
         }
         (_, true, ["v1", "metrics"]) => otlp::handle(req, ctx).await,
+        (_, true, ["api", "v1", "forward"]) => {
+            if method != Method::POST {
+                return not_allowed("POST");
+            }
+            forward::handle(req, ctx).await
+        }
         (_, true, ["api", "v1", "pools"]) => {
             if method != Method::POST {
                 return not_allowed("POST");
@@ -427,6 +435,7 @@ fn push_format(routes: Routes, segments: &[&str]) -> Option<&'static str> {
         ["api", "v1", "pools"] => Some("batch"),
         ["metrics", "job" | "job@base64", ..] => Some("pushgateway"),
         ["v1", "metrics"] => Some("otlp"),
+        ["api", "v1", "forward"] => Some("forward"),
         _ => None,
     }
 }
@@ -598,7 +607,8 @@ fn push_index() -> String {
 POST /api/v1/pools/{{app}}/{{pool}}   push one pool (canonical or sql.DBStats JSON)\n\
 POST /api/v1/pools                batch push\n\
 PUT, POST, DELETE /metrics/job/...  the Pushgateway protocol\n\
-POST /v1/metrics                  OTLP/HTTP metrics (protobuf or JSON)\n",
+POST /v1/metrics                  OTLP/HTTP metrics (protobuf or JSON)\n\
+POST /api/v1/forward              the pools a sidecar forwards\n",
         crate::VERSION
     )
 }

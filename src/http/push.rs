@@ -24,7 +24,7 @@ use crate::ingest::{IngestError, PoolPush};
 /// `poolwatch_ingest_requests_total{format, outcome}`.
 pub struct IngestMetrics {
     /// Push requests by format (`json`, `dbstats`, `batch`; `text`, `protobuf`,
-    /// `pushgateway`; `otlp_protobuf`, `otlp_json`, `otlp`) and outcome (`accepted`,
+    /// `pushgateway`; `otlp_protobuf`, `otlp_json`, `otlp`; `forward`) and outcome (`accepted`,
     /// `partial` for an OTLP export partly refused, or the error kind).
     requests: IntCounterVec,
 }
@@ -48,6 +48,7 @@ impl IngestMetrics {
             "pushgateway",
             "otlp_protobuf",
             "otlp_json",
+            "forward",
         ] {
             requests.with_label_values(&[f, "accepted"]);
         }
@@ -105,7 +106,7 @@ fn store(ctx: &Ctx, format: &str, pushes: Vec<PoolPush>) -> Response<Body> {
     }
 }
 
-fn reject(ctx: &Ctx, format: &str, e: IngestError) -> Response<Body> {
+pub(crate) fn reject(ctx: &Ctx, format: &str, e: IngestError) -> Response<Body> {
     ctx.ingest.count(format, e.kind());
     refusal(format, &e)
 }

@@ -42,7 +42,7 @@ impl Format {
     }
 }
 
-const CANONICAL_FIELDS: &[&str] = &[
+pub(super) const CANONICAL_FIELDS: &[&str] = &[
     "max_open",
     "open",
     "in_use",
@@ -217,7 +217,7 @@ const MAX_FIELDS: usize = 32;
 /// most that many objects. Anything nested deeper is skipped as it is read, leaving an
 /// empty array or object in its place (an error for the field later, as it would be), so
 /// a body's memory is bounded by the shape of a push rather than by what it holds.
-fn object(body: &[u8], batch: Option<usize>) -> Result<Map<String, Value>, IngestError> {
+pub(super) fn object(body: &[u8], batch: Option<usize>) -> Result<Map<String, Value>, IngestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(IngestError::Syntax(
             "the body is empty; expected a JSON object".into(),
@@ -388,7 +388,7 @@ impl<'de> Visitor<'de> for Strict<'_> {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+pub(super) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -399,7 +399,10 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn canonical(obj: &Map<String, Value>, prefix: &str) -> Result<PoolSnapshot, IngestError> {
+pub(super) fn canonical(
+    obj: &Map<String, Value>,
+    prefix: &str,
+) -> Result<PoolSnapshot, IngestError> {
     for k in obj.keys() {
         if !CANONICAL_FIELDS.contains(&k.as_str()) {
             let hint = if DBSTATS_FIELDS.contains(&k.as_str()) {

@@ -6,8 +6,10 @@
 //!   the `POST /api/v1/pools` batch.
 //! - [`pushgateway`]: the Pushgateway protocol, text and delimited protobuf.
 //! - [`otlp`]: OpenTelemetry's OTLP/HTTP metrics, protobuf and JSON.
+//! - [`forward`]: the pools a sidecar forwards to the central instance.
 //! - `wire`: the protobuf wire format both protobuf readers share.
 
+pub mod forward;
 pub mod json;
 pub mod otlp;
 pub mod pushgateway;

@@ -609,6 +609,20 @@ pub fn assert_series(metrics: &str, labels: &str, expected: &[(&str, f64)]) {
     }
 }
 
+/// The reasons `poolwatch_app_leak_reason` says 1 for, for `app`.
+pub fn reasons(metrics: &str, app: &str) -> Vec<String> {
+    lines_starting(metrics, "poolwatch_app_leak_reason{")
+        .into_iter()
+        .filter(|l| l.ends_with(" 1"))
+        .filter_map(|l| {
+            let (_, labels) = parse_series(l.rsplit_once(' ')?.0)?;
+            let get = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            (get("app")? == app).then_some(())?;
+            get("reason")
+        })
+        .collect()
+}
+
 /// Lines of `metrics` that start with `prefix` (comments excluded).
 pub fn lines_starting<'a>(metrics: &'a str, prefix: &str) -> Vec<&'a str> {
     metrics.lines().filter(|l| l.starts_with(prefix)).collect()

@@ -123,6 +123,25 @@ mounts them.
           name: {{ $s.database.existingSecret }}
           key: {{ $s.database.secretKey }}
     {{- end }}
+    {{- with $s.forward }}
+    {{- if .url }}
+    - name: POOLWATCH_FORWARD_URL
+      value: {{ .url | quote }}
+    {{- if .existingSecret }}
+    - name: POOLWATCH_FORWARD_TOKEN
+      valueFrom:
+        secretKeyRef:
+          name: {{ .existingSecret }}
+          key: {{ .tokenKey }}
+    {{- end }}
+    {{- if .caFile }}
+    - name: POOLWATCH_FORWARD_CA_FILE
+      value: {{ .caFile | quote }}
+    {{- end }}
+    {{- else if or .existingSecret .caFile }}
+    {{- fail "sidecar.forward.existingSecret and sidecar.forward.caFile need sidecar.forward.url" }}
+    {{- end }}
+    {{- end }}
     {{- with $s.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
