@@ -9,7 +9,7 @@
 //! reasons included, without knowing them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +17,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 
-use crate::sampler::connect::EncryptOnly;
+use crate::sampler::connect::{load_roots, EncryptOnly};
 
 /// How long a request may take, connection and TLS included.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -210,17 +209,8 @@ fn client_config(target: &Target, trust: &TlsTrust) -> Result<rustls::ClientConf
         .ca_file
         .clone()
         .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&file).map_err(|e| ca_problem(&file, &e))? {
-        roots
-            .add(cert.map_err(|e| ca_problem(&file, &e))?)
-            .map_err(|e| ca_problem(&file, &e))?;
-    }
+    let roots = load_roots(&file).map_err(|e| format!("--ca-file: {e}"))?;
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
-}
-
-fn ca_problem(file: &Path, e: &dyn std::fmt::Display) -> String {
-    format!("--ca-file {}: {e}", file.display())
 }
 
 /// A duration in seconds as `45s`, `12m05s` or `3h02m`; `-` when unknown.

@@ -1,15 +1,13 @@
 //! The `forward` section: where a sidecar forwards its pool snapshots, with which token,
 //! trusting which CA, and how long one forward may take.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
-
 use crate::http::config::{token, Secret};
 use crate::keys::{Key, Kind, Values};
+use crate::sampler::connect::load_roots;
 use crate::Mode;
 
 /// Where and how a sidecar forwards its pools to the central poolwatch of its database.
@@ -139,23 +137,6 @@ fn parse_url(url: &str) -> Option<(bool, String, u16, String)> {
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let path = format!("{}/api/v1/forward", uri.path().trim_end_matches('/'));
     Some((tls, host.to_string(), port, path))
-}
-
-/// The certificates of a PEM file, as a root store; an error names the file and what is
-/// wrong with it.
-pub fn load_roots(file: &Path) -> Result<rustls::RootCertStore, String> {
-    let shown = file.display();
-    let mut roots = rustls::RootCertStore::empty();
-    let certs =
-        CertificateDer::pem_file_iter(file).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| format!("{shown}: {e}"))?;
-        roots.add(cert).map_err(|e| format!("{shown}: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{shown} holds no certificate"));
-    }
-    Ok(roots)
 }
 
 #[cfg(test)]

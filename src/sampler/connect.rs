@@ -2,6 +2,7 @@
 //! authentication bounded by `connect_timeout`, and the connection driven by a task the
 //! session owns, so closing the session is awaited and never leaves a backend behind.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,23 +96,7 @@ fn client_config(cfg: &DatabaseConfig) -> Result<rustls::ClientConfig, SampleErr
         .map_err(|e| SampleError::Tls(e.to_string()))?;
     Ok(match cfg.sslmode {
         SslMode::VerifyFull => {
-            let mut roots = rustls::RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(&cfg.ca_file).map_err(|e| {
-                SampleError::Tls(format!("cannot read {}: {e}", cfg.ca_file.display()))
-            })?;
-            for cert in certs {
-                let cert =
-                    cert.map_err(|e| SampleError::Tls(format!("{}: {e}", cfg.ca_file.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| SampleError::Tls(format!("{}: {e}", cfg.ca_file.display())))?;
-            }
-            if roots.is_empty() {
-                return Err(SampleError::Tls(format!(
-                    "{} holds no certificate",
-                    cfg.ca_file.display()
-                )));
-            }
+            let roots = load_roots(&cfg.ca_file).map_err(SampleError::Tls)?;
             builder.with_root_certificates(roots).with_no_client_auth()
         }
         _ => builder
@@ -170,4 +155,21 @@ impl ServerCertVerifier for EncryptOnly {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// The certificates of a PEM file, as a root store; an error names the file and what is
+/// wrong with it.
+pub(crate) fn load_roots(file: &Path) -> Result<rustls::RootCertStore, String> {
+    let shown = file.display();
+    let mut roots = rustls::RootCertStore::empty();
+    let certs =
+        CertificateDer::pem_file_iter(file).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("{shown}: {e}"))?;
+        roots.add(cert).map_err(|e| format!("{shown}: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{shown} holds no certificate"));
+    }
+    Ok(roots)
 }
