@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use crate::fleet::config::DatabaseEntry;
 use crate::forward::config::ForwardConfig;
 use crate::http::config::HttpConfig;
 use crate::http::web::WebConfig;
@@ -88,7 +89,8 @@ pub struct Config {
     pub socket: Option<SocketConfig>,
     /// Analysis timing and thresholds.
     pub analysis: AnalysisSettings,
-    /// The watched database; `None` runs push-only.
+    /// The watched database when one is given by `database.url`, `database.url_file` or
+    /// the libpq variables; `None` with a `databases` list, or push-only.
     pub database: Option<DatabaseConfig>,
     /// Sidecar mode: the central instance its pools are forwarded to.
     pub forward: Option<ForwardConfig>,
@@ -96,6 +98,11 @@ pub struct Config {
     /// (sidecar mode without a database) `database.name` or the first socket peer. `None`
     /// when nothing names a database: the label is left out.
     pub database_label: Option<String>,
+    /// The `databases` list (central mode); empty when not set.
+    pub databases: Vec<DatabaseEntry>,
+    /// The file the configuration was read from and the flags given, so that a reload
+    /// reads the same sources again.
+    pub source: Option<(std::path::PathBuf, FlagValues)>,
     /// Things worth a log line at start that are not errors.
     pub warnings: Vec<String>,
 }
@@ -200,6 +207,7 @@ const SECTIONS: &[&[Key]] = &[
     AnalysisSettings::KEYS,
     DatabaseConfig::KEYS,
     ForwardConfig::KEYS,
+    crate::fleet::config::KEYS,
 ];
 
 /// All configuration keys. `docs/configuration.md` documents each of them.
@@ -243,7 +251,9 @@ pub fn load(
         let flag = key(path).and_then(|k| k.flag).map_or(*path, |f| f.name);
         v.set(path, Value::String(value.clone()), format!("flag {flag}"));
     }
-    build(v)
+    let mut cfg = build(v)?;
+    cfg.source = file.map(|f| (f.to_path_buf(), flags.clone()));
+    Ok(cfg)
 }
 
 fn read_file(v: &mut Values, path: &Path) {
@@ -342,6 +352,9 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
     let pools = PoolsConfig::from_values(&mut v);
     let database_name = DatabaseConfig::name_from_values(&mut v);
     let database = DatabaseConfig::from_values(&mut v, database_name.clone());
+    let databases = crate::fleet::config::from_values(&mut v, mode);
+    // With a list, the libpq variables name no database of their own.
+    let database = database.filter(|_| databases.is_empty());
     let pod_ip = match v.text(&POD_IP).filter(|s| !s.is_empty()) {
         Some(ip) => ip
             .parse::<IpAddr>()
@@ -363,8 +376,12 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
             "no database.name, database or socket.peers: series carry no database label, so the same application on two databases cannot be told apart; set database.name".into(),
         );
     }
-    let analysis =
-        AnalysisSettings::from_values(&mut v, database.as_ref().map(|d| d.interval), pools.expiry);
+    let sample_interval = database
+        .iter()
+        .chain(databases.iter().map(|e| &e.db))
+        .map(|d| d.interval)
+        .min();
+    let analysis = AnalysisSettings::from_values(&mut v, sample_interval, pools.expiry);
     let forward = ForwardConfig::from_values(&mut v, mode);
     let (problems, warnings) = v.finish();
     if !problems.is_empty() {
@@ -387,6 +404,8 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
         database,
         forward,
         database_label,
+        databases,
+        source: None,
         warnings,
     })
 }
@@ -635,6 +654,7 @@ mod tests {
                 Kind::Choice(words) => words.contains(&d),
                 Kind::Address => parse_address(d).is_some(),
                 Kind::Text | Kind::Secret | Kind::Path => !d.is_empty(),
+                Kind::List => false,
             };
             assert!(ok, "{}: default {d:?} is not a valid {:?}", k.path, k.kind);
         }

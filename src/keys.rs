@@ -31,6 +31,8 @@ pub enum Kind {
     Count,
     /// One of the listed words.
     Choice(&'static [&'static str]),
+    /// A YAML list (of mappings), read by its owner with [`Values::raw`]; file only.
+    List,
 }
 
 /// One configuration key: its dotted path in the YAML file and how else to set it.
@@ -103,6 +105,7 @@ impl Key {
 }
 
 /// A value and where it came from, for error messages.
+#[derive(Clone)]
 struct Raw {
     value: Value,
     origin: String,
@@ -141,6 +144,29 @@ impl<'e> Values<'e> {
         (self.problems, self.warnings)
     }
 
+    /// The value of `key` as the source gave it, and where it came from.
+    pub fn raw(&self, key: &Key) -> Option<(&Value, &str)> {
+        self.raw
+            .get(key.path)
+            .map(|r| (&r.value, r.origin.as_str()))
+    }
+
+    /// New values holding the values of the keys `keep` accepts, and the same
+    /// environment; its problems are its own (see [`Values::finish`]).
+    pub fn child(&self, keep: impl Fn(&str) -> bool) -> Values<'e> {
+        Values {
+            raw: self
+                .raw
+                .iter()
+                .filter(|(path, _)| keep(path))
+                .map(|(path, raw)| (*path, raw.clone()))
+                .collect(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            env: self.env,
+        }
+    }
+
     /// Records a problem.
     pub fn problem(&mut self, p: String) {
         self.problems.push(p);
@@ -154,6 +180,11 @@ impl<'e> Values<'e> {
     /// An environment variable that is not a key of its own (`POD_NAME`, `PGHOST`, ...).
     pub fn env(&self, name: &str) -> Option<String> {
         (self.env)(name)
+    }
+
+    /// Whether any source set the key at `path`.
+    pub fn is_set_path(&self, path: &str) -> bool {
+        self.raw.contains_key(path)
     }
 
     /// Whether any source set `key`.

@@ -1,0 +1,2 @@
+//! Many databases from one poolwatch: one sampler task per database.
+pub mod config;
