@@ -12,8 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::fleet::{self, AnalysisContext, Fleet};
 use crate::http::web::{Reloader, WebConfig};
 use crate::http::{self, push::IngestMetrics, Ctx, Routes};
+use crate::metrics::databases::FleetCollector;
 use crate::metrics::{self, apps::AppCollector, pools::PoolCollector, server::ServerCollector};
 use crate::sampler::Sampler;
 use crate::store::Store;
@@ -117,6 +119,10 @@ pub struct Core {
     pub reports: tokio::sync::watch::Receiver<Arc<Report>>,
     /// With `web_config_file`: what re-reads it, and the configuration in force.
     pub web: Option<(Reloader, tokio::sync::watch::Receiver<Arc<WebConfig>>)>,
+    /// With a `databases` list: the databases, and what reloads the list when the
+    /// configuration came from a file. The fleet analyses its pools itself; `ticker`
+    /// is then not run.
+    pub fleet: Option<(Arc<Fleet>, Option<fleet::reload::Reloader>)>,
 }
 
 impl Core {
@@ -166,7 +172,32 @@ impl Core {
             store.clone(),
             server_rx,
         );
-        views.add(AppCollector::new(reports.clone(), consts));
+        let fleet = if cfg.databases.is_empty() {
+            views.add(AppCollector::new(reports.clone(), consts));
+            None
+        } else {
+            let f = Fleet::register(
+                &registry,
+                store.clone(),
+                AnalysisContext {
+                    settings: cfg.analysis.clone(),
+                    mode: cfg.mode,
+                    instance: cfg.instance.clone(),
+                    pod_ip: cfg.pod_ip,
+                },
+            )?;
+            views.add(FleetCollector::new(f.clone()));
+            let reloader = match &cfg.source {
+                Some((file, flags)) => Some(fleet::reload::Reloader::register(
+                    &registry,
+                    f.clone(),
+                    file.clone(),
+                    flags.clone(),
+                )?),
+                None => None,
+            };
+            Some((f, reloader))
+        };
         let web = match cfg.web.clone() {
             Some(w) => Some(Reloader::register(&registry, w)?),
             None => None,
@@ -184,6 +215,7 @@ impl Core {
             forwarder,
             reports,
             web,
+            fleet,
         })
     }
 }
@@ -197,15 +229,34 @@ pub async fn run(
     let core = Core::new(&cfg)?;
     let background = TaskTracker::new();
     let sampler_cancel = CancellationToken::new();
-    match core.sampler {
-        Some(sampler) => {
+    let mut reports = core.reports;
+    match (core.sampler, &core.fleet) {
+        (Some(sampler), _) => {
             background.spawn(sampler.run(sampler_cancel.clone()));
         }
-        None => tracing::info!(
-            "no database configured (database.url, database.url_file or PGHOST/PGUSER/PGDATABASE): running push-only, server view off"
+        (None, Some(_)) => {}
+        (None, None) => tracing::info!(
+            "no database configured (database.url, database.url_file, PGHOST/PGUSER/PGDATABASE or a databases list): running push-only, server view off"
         ),
     }
-    background.spawn(core.ticker.run(sampler_cancel.clone()));
+    let fleet = match core.fleet {
+        Some((fleet, reloader)) => {
+            tracing::info!(
+                databases = cfg.databases.len(),
+                "watching a list of databases, each with its own session"
+            );
+            fleet.start(&cfg.databases).await;
+            if let Some(r) = reloader {
+                background.spawn(r.run(sampler_cancel.clone()));
+            }
+            reports = fleet.unattributed();
+            Some(fleet)
+        }
+        None => {
+            background.spawn(core.ticker.run(sampler_cancel.clone()));
+            None
+        }
+    };
     if let Some(forwarder) = core.forwarder {
         background.spawn(forwarder.run(sampler_cancel.clone()));
     }
@@ -221,7 +272,8 @@ pub async fn run(
         intake: http::push::Intake::new(cfg.http.max_body_bytes, cfg.http.request_timeout),
         groups: core.groups,
         otlp: core.otlp,
-        reports: core.reports,
+        fleet: fleet.clone(),
+        reports,
         http: cfg.http.clone(),
         web,
         default_instance: cfg.instance.clone(),
@@ -276,6 +328,9 @@ pub async fn run(
     tracing::info!(grace_seconds = grace.as_secs_f64(), "shutting down");
     servers.wait().await;
     sampler_cancel.cancel();
+    if let Some(f) = &fleet {
+        f.stop().await;
+    }
     background.close();
     background.wait().await;
     tracing::info!("stopped");

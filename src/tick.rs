@@ -185,8 +185,14 @@ pub fn analysis_config(s: &AnalysisSettings) -> AnalysisConfig {
     }
 }
 
+/// Which pools an analysis looks at (one database's, with a `databases` list).
+pub type PoolFilter =
+    Arc<dyn Fn(&crate::ingest::PoolKey, &crate::store::Entry) -> bool + Send + Sync>;
+
 /// Runs the analysis every interval until `cancel` fires.
 pub struct Ticker {
+    /// The pools this analysis looks at; all without a filter.
+    filter: Option<PoolFilter>,
     /// Deploy mode, instance and pod IP.
     mode: Mode,
     /// This poolwatch's instance.
@@ -230,6 +236,7 @@ impl Ticker {
         };
         let (tx, rx) = watch::channel(Arc::new(report));
         let ticker = Ticker {
+            filter: None,
             mode,
             instance: instance.to_string(),
             pod_ip: pod_ip.map(|ip| ip.to_string()),
@@ -242,6 +249,12 @@ impl Ticker {
             resolved: BTreeMap::new(),
         };
         (ticker, rx)
+    }
+
+    /// The same ticker, looking only at the pools `filter` accepts.
+    pub fn with_filter(mut self, filter: PoolFilter) -> Ticker {
+        self.filter = Some(filter);
+        self
     }
 
     /// Ticks until `cancel` fires: right after each sample when a database is watched
@@ -310,7 +323,10 @@ impl Ticker {
     }
 
     fn report(&mut self, now_unix: f64, sockets: Option<Vec<PeerSockets>>) -> Report {
-        let pools = self.store.snapshot(std::time::Instant::now());
+        let mut pools = self.store.snapshot(std::time::Instant::now());
+        if let Some(f) = &self.filter {
+            pools.retain(|(k, e)| f(k, e));
+        }
         let state = self.server.as_ref().map(|rx| rx.borrow().clone());
         let sample = state
             .as_ref()

@@ -75,6 +75,8 @@ pub struct Ctx {
     pub web: Option<tokio::sync::watch::Receiver<Arc<web::WebConfig>>>,
     /// The analysis task's latest report, for `/api/v1/connections`.
     pub reports: tokio::sync::watch::Receiver<Arc<crate::tick::Report>>,
+    /// With a `databases` list: the databases, which pushes may name.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// Body limit and timeouts.
     pub http: HttpConfig,
     /// `instance` for pushes that do not name one.

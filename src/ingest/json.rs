@@ -447,6 +447,7 @@ pub(super) fn canonical(
         }
     };
     Ok(PoolSnapshot {
+        database: None,
         max_open: f.count("max_open")?.filter(|&m| m > 0),
         open,
         in_use,
@@ -483,6 +484,7 @@ fn dbstats(obj: &Map<String, Value>) -> Result<PoolSnapshot, IngestError> {
             .ok_or_else(|| IngestError::field_err(name, "required in sql.DBStats JSON"))
     };
     Ok(PoolSnapshot {
+        database: None,
         max_open: f.count("MaxOpenConnections")?.filter(|&m| m > 0),
         open: required("OpenConnections")?,
         in_use: Some(required("InUse")?),

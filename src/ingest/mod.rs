@@ -57,6 +57,9 @@ pub struct PoolSnapshot {
     pub max_idle_time_seconds: Option<f64>,
     /// `application_name` the pool's connections carry on the server.
     pub application_name: String,
+    /// The database of the `databases` list the push named (query parameter `database`
+    /// or batch field `database`); checked against the list by the push handler.
+    pub database: Option<String>,
 }
 
 /// A validated snapshot and the pool it belongs to.

@@ -73,6 +73,14 @@ impl View for AppCollector {
             .iter()
             .map(|s| Family::with_consts(s, &self.consts))
             .collect();
+        render(&mut f, &report);
+        f
+    }
+}
+
+/// Adds `report`'s series to `f`, the families of [`SPECS`] in order.
+pub fn render(f: &mut [Family<'static>], report: &Report) {
+    {
         let n = |v: Option<u64>| v.map(|v| v as f64);
         // Series in label order, as the registry would sort them.
         let mut reasons = Reason::ALL;
@@ -121,6 +129,5 @@ impl View for AppCollector {
                 );
             }
         }
-        f
     }
 }

@@ -42,15 +42,20 @@ impl View for LimitCollector {
             .iter()
             .map(|s| Family::with_consts(s, &self.consts))
             .collect();
-        if let (true, Some(s)) = (state.up, &state.sample) {
-            let l = &s.connection_limits;
-            for (family, limits) in [(0, &l.roles), (1, &l.databases)] {
-                // Names are never empty in the catalogs; the check keeps the promise.
-                for c in limits.iter().filter(|c| !c.name.is_empty()) {
-                    f[family].add(&[c.name.as_str()], f64::from(c.limit));
-                }
+        render(&mut f, &state);
+        f
+    }
+}
+
+/// Adds `state`'s series to `f`, the families of [`SPECS`] in order.
+pub fn render(f: &mut [Family<'static>], state: &ServerState) {
+    if let (true, Some(s)) = (state.up, &state.sample) {
+        let l = &s.connection_limits;
+        for (family, limits) in [(0, &l.roles), (1, &l.databases)] {
+            // Names are never empty in the catalogs; the check keeps the promise.
+            for c in limits.iter().filter(|c| !c.name.is_empty()) {
+                f[family].add(&[c.name.as_str()], f64::from(c.limit));
             }
         }
-        f
     }
 }

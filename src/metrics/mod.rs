@@ -10,6 +10,7 @@
 //! scrape of 10 MB of text.
 
 pub mod apps;
+pub mod databases;
 pub mod limits;
 pub mod pools;
 pub mod server;
@@ -171,6 +172,12 @@ impl<'s> Family<'s> {
             rows: 0,
             consts: consts.clone(),
         }
+    }
+
+    /// Starts the series added from now on with `consts` instead (one family holding the
+    /// series of several databases).
+    pub fn set_consts(&mut self, consts: &ConstLabels) {
+        self.consts = consts.clone();
     }
 
     /// Adds one series; `values` pair up with the spec's label names. A label whose

@@ -63,6 +63,14 @@ impl View for ServerCollector {
             .iter()
             .map(|s| Family::with_consts(s, &self.consts))
             .collect();
+        render(&mut f, &state);
+        f
+    }
+}
+
+/// Adds `state`'s series to `f`, the families of [`SPECS`] in order.
+pub fn render(f: &mut [Family<'static>], state: &ServerState) {
+    {
         f[0].add(&[], if state.up { 1.0 } else { 0.0 });
         if let (true, Some(s)) = (state.up, &state.sample) {
             for (k, n) in &s.aggregates.connections {
@@ -92,6 +100,5 @@ impl View for ServerCollector {
         }
         f[7].add_opt(&[], state.last_duration_seconds);
         f[8].add_opt(&[], state.last_success_unix);
-        f
     }
 }

@@ -24,7 +24,7 @@ pub mod socket;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -172,8 +172,10 @@ pub struct Sampler {
     cfg: DatabaseConfig,
     /// Where each attempt's result goes.
     tx: watch::Sender<Arc<ServerState>>,
-    /// `poolwatch_pg_sample_errors_total{kind}`.
-    errors: IntCounterVec,
+    /// `poolwatch_pg_sample_errors_total`, one counter per kind.
+    errors: Vec<(&'static str, IntCounter)>,
+    /// The database's name in the `databases` list, for the logs.
+    name: Option<String>,
 }
 
 impl Sampler {
@@ -191,12 +193,31 @@ impl Sampler {
             .const_label("database", &cfg.name),
             &["kind"],
         )?;
-        for k in ERROR_KINDS {
-            errors.with_label_values(&[k]);
-        }
-        registry.register(Box::new(errors.clone()))?;
+        let counters = ERROR_KINDS
+            .iter()
+            .map(|k| (*k, errors.with_label_values(&[k])))
+            .collect();
+        registry.register(Box::new(errors))?;
+        Ok(Sampler::new(cfg, counters, None))
+    }
+
+    /// A sampler counting its errors in `errors` (one counter per kind of
+    /// [`ERROR_KINDS`]); `name` is the database's name in the `databases` list.
+    pub fn new(
+        cfg: DatabaseConfig,
+        errors: Vec<(&'static str, IntCounter)>,
+        name: Option<String>,
+    ) -> (Sampler, watch::Receiver<Arc<ServerState>>) {
         let (tx, rx) = watch::channel(Arc::new(ServerState::default()));
-        Ok((Sampler { cfg, tx, errors }, rx))
+        (
+            Sampler {
+                cfg,
+                tx,
+                errors,
+                name,
+            },
+            rx,
+        )
     }
 
     /// Publishes `state` as if a sample had produced it (for rendering fixed inputs).
@@ -206,7 +227,10 @@ impl Sampler {
 
     /// Samples until `cancel` fires, then closes the session.
     pub async fn run(self, cancel: CancellationToken) {
-        let target = self.cfg.target();
+        let target = match &self.name {
+            Some(n) => format!("{n} ({})", self.cfg.target()),
+            None => self.cfg.target(),
+        };
         tracing::info!(%target, source = self.cfg.source, interval_seconds = self.cfg.interval.as_secs_f64(), "watching database");
         let mut session: Option<Session> = None;
         let mut backoff = Backoff::new(Duration::from_secs(1), self.cfg.reconnect_max_backoff);
@@ -298,7 +322,9 @@ impl Sampler {
         last_kind: &mut Option<&'static str>,
     ) {
         let kind = e.kind();
-        self.errors.with_label_values(&[kind]).inc();
+        if let Some((_, c)) = self.errors.iter().find(|(k, _)| *k == kind) {
+            c.inc();
+        }
         if *last_kind != Some(kind) {
             tracing::warn!(%target, kind, error = %e, "database sample failed; pg_up is 0 until it succeeds");
         } else {

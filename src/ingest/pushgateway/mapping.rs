@@ -571,6 +571,7 @@ fn snapshot(
         }
     };
     Ok(Ok(PoolSnapshot {
+        database: None,
         max_open: count(MaxOpen)?.filter(|&m| m > 0),
         open,
         in_use,

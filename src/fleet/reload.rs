@@ -1,0 +1,161 @@
+//! Reloading the `databases` list without a restart: on SIGHUP, and when the
+//! configuration file's text changes (checked every second).
+//!
+//! The whole configuration is read again from the same file and flags, with the
+//! environment as it is now, and validated as at start. When it is valid, the fleet is
+//! brought in line with its `databases` list ([`super::Fleet::apply`]): databases added
+//! start, removed ones stop (their sessions closed), changed ones restart, the others are
+//! not touched. When it is not, the running databases keep going, the problems are logged
+//! and the failure counted. Only the list (and the `database` settings its entries
+//! inherit) takes effect by reload; other keys need a restart, and a warning says so.
+
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use tokio_util::sync::CancellationToken;
+
+use super::Fleet;
+use crate::config::{self, FlagValues};
+
+/// How often the file's text is compared with the last one read.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Re-reads the configuration and applies its `databases` list.
+pub struct Reloader {
+    /// The fleet to bring in line.
+    fleet: Arc<Fleet>,
+    /// The configuration file.
+    file: PathBuf,
+    /// The flags given at start.
+    flags: FlagValues,
+    /// Hash of the file's text as last read (read at start, or by the last attempt), so
+    /// a bad file is not retried every second, only after a change or on SIGHUP.
+    seen: Option<u64>,
+    /// `poolwatch_config_reloads_total{outcome}`.
+    reloads: IntCounterVec,
+    /// `poolwatch_config_last_reload_successful`.
+    last_ok: IntGauge,
+}
+
+fn text_hash(file: &PathBuf) -> Option<u64> {
+    let text = std::fs::read(file).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    Some(h.finish())
+}
+
+impl Reloader {
+    /// A reloader of `file` (read with `flags` on top) for `fleet`; registers its metrics.
+    pub fn register(
+        registry: &Registry,
+        fleet: Arc<Fleet>,
+        file: PathBuf,
+        flags: FlagValues,
+    ) -> prometheus::Result<Reloader> {
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "poolwatch_config_reloads_total",
+                "Reloads of the configuration file's databases list (the file changed, or SIGHUP), by outcome: success (in force) or failure (logged; the databases watched before keep going).",
+            ),
+            &["outcome"],
+        )?;
+        for outcome in ["success", "failure"] {
+            reloads.with_label_values(&[outcome]);
+        }
+        let last_ok = IntGauge::new(
+            "poolwatch_config_last_reload_successful",
+            "1 when the last read of the configuration file is in force, 0 when it was invalid and the databases watched before keep going.",
+        )?;
+        last_ok.set(1);
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(last_ok.clone()))?;
+        let seen = text_hash(&file);
+        Ok(Reloader {
+            fleet,
+            file,
+            flags,
+            seen,
+            reloads,
+            last_ok,
+        })
+    }
+
+    /// Watches until `cancel` fires.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGHUP; the databases list is still reloaded when the file changes");
+                None
+            }
+        };
+        let mut timer = tokio::time::interval(POLL);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let forced = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = hup => true,
+                _ = timer.tick() => false,
+            };
+            let now = text_hash(&self.file);
+            if !forced && now == self.seen {
+                continue;
+            }
+            self.seen = now;
+            self.reload().await;
+        }
+    }
+
+    /// Reads the configuration again and applies its list, or keeps the running one.
+    pub async fn reload(&mut self) {
+        let (file, flags) = (self.file.clone(), self.flags.clone());
+        // Reading url_file Secrets and the file itself: off the runtime's threads.
+        let loaded = tokio::task::spawn_blocking(move || {
+            config::load(Some(&file), &flags, &config::process_env)
+        })
+        .await;
+        let cfg = match loaded {
+            Ok(Ok(cfg)) => cfg,
+            Ok(Err(e)) => {
+                tracing::error!(file = %self.file.display(), "configuration reload failed; the databases watched keep going: {e}");
+                self.failed();
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload failed");
+                self.failed();
+                return;
+            }
+        };
+        if cfg.database.is_some() {
+            tracing::error!(file = %self.file.display(), "configuration reload failed: the file no longer has a databases list (a single database.url needs a restart); the databases watched keep going");
+            self.failed();
+            return;
+        }
+        let (started, stopped) = self.fleet.apply(&cfg.databases).await;
+        tracing::info!(
+            databases = cfg.databases.len(),
+            ?started,
+            ?stopped,
+            "configuration reloaded; settings other than the databases list take effect at the next restart"
+        );
+        self.reloads.with_label_values(&["success"]).inc();
+        self.last_ok.set(1);
+    }
+
+    fn failed(&self) {
+        self.reloads.with_label_values(&["failure"]).inc();
+        self.last_ok.set(0);
+    }
+}
