@@ -194,7 +194,6 @@ impl Fleet {
         let mut stopped = Vec::new();
         for (name, m) in stopping {
             m.cancel.cancel();
-            m.tasks.close();
             m.tasks.wait().await;
             for kind in ERROR_KINDS {
                 let _ = self.errors.remove_label_values(&[name.as_str(), kind]);
@@ -243,6 +242,8 @@ impl Fleet {
         let tasks = TaskTracker::new();
         tasks.spawn(sampler.run(cancel.clone()));
         tasks.spawn(ticker.run(cancel.clone()));
+        // Closed now so that waiting for it ends when both tasks have.
+        tasks.close();
         let t = tasks.clone();
         self.tasks.spawn(async move { t.wait().await });
         Arc::new(Member {

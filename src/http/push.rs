@@ -96,6 +96,9 @@ pub async fn batch(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
 }
 
 fn store(ctx: &Ctx, format: &str, pushes: Vec<PoolPush>) -> Response<Body> {
+    if let Some(e) = unknown_database(ctx, &pushes) {
+        return reject(ctx, format, e);
+    }
     let unix = crate::unix_now();
     match ctx.store.apply(pushes, Instant::now(), unix) {
         Ok(n) => {
@@ -104,6 +107,20 @@ fn store(ctx: &Ctx, format: &str, pushes: Vec<PoolPush>) -> Response<Body> {
         }
         Err(e) => reject(ctx, format, e),
     }
+}
+
+/// A push naming a database that is not in the `databases` list (or naming one when
+/// there is no list) is refused whole, naming it.
+fn unknown_database(ctx: &Ctx, pushes: &[PoolPush]) -> Option<IngestError> {
+    let named = pushes.iter().find_map(|p| p.snapshot.database.as_deref())?;
+    let problem = match &ctx.fleet {
+        Some(f) if f.contains(named) => return None,
+        Some(_) => format!("unknown database {named:?}: not in the databases list"),
+        None => format!(
+            "database {named:?} named, but this poolwatch has no databases list to attribute pools to"
+        ),
+    };
+    Some(IngestError::field_err("database", problem))
 }
 
 pub(crate) fn reject(ctx: &Ctx, format: &str, e: IngestError) -> Response<Body> {

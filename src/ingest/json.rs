@@ -72,6 +72,7 @@ const DBSTATS_FIELDS: &[&str] = &[
 
 const QUERY_PARAMS: &[&str] = &[
     "instance",
+    "database",
     "application_name",
     "max_lifetime_seconds",
     "max_idle_time_seconds",
@@ -99,6 +100,7 @@ pub fn parse_pool(
     }
     snapshot.max_lifetime_seconds = snapshot.max_lifetime_seconds.or(q.max_lifetime_seconds);
     snapshot.max_idle_time_seconds = snapshot.max_idle_time_seconds.or(q.max_idle_time_seconds);
+    snapshot.database = q.database;
     let instance = q.instance.unwrap_or_else(|| default_instance.to_string());
     let key = PoolKey {
         app: app.to_string(),
@@ -118,13 +120,23 @@ pub fn parse_batch(
 ) -> Result<Vec<PoolPush>, IngestError> {
     let obj = object(body, Some(max_pools))?;
     for k in obj.keys() {
-        if !matches!(k.as_str(), "app" | "instance" | "pools") {
+        if !matches!(k.as_str(), "app" | "instance" | "database" | "pools") {
             return Err(IngestError::field_err(
                 k.as_str(),
-                "unknown field (expected app, instance, pools)",
+                "unknown field (expected app, instance, database, pools)",
             ));
         }
     }
+    let database = match obj.get("database") {
+        Some(Value::String(s)) => Some(check_database(s)?),
+        Some(Value::Null) | None => None,
+        Some(other) => {
+            return Err(IngestError::field_err(
+                "database",
+                format!("expected a string, got {}", type_name(other)),
+            ))
+        }
+    };
     let app = match obj.get("app") {
         Some(Value::String(s)) => s.clone(),
         Some(other) => {
@@ -196,6 +208,7 @@ pub fn parse_batch(
         if snapshot.application_name.is_empty() {
             snapshot.application_name = app.clone();
         }
+        snapshot.database = database.clone();
         out.push(PoolPush {
             key: PoolKey {
                 app: app.clone(),
@@ -555,10 +568,24 @@ impl Fields<'_> {
     }
 }
 
+/// A database name as a push gives it (the push handler checks it names one of the
+/// `databases` list).
+fn check_database(name: &str) -> Result<String, IngestError> {
+    if crate::fleet::config::valid_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err(IngestError::field_err(
+            "database",
+            "expected the name of a database of the databases list",
+        ))
+    }
+}
+
 /// The optional query parameters of a single-pool push.
 #[derive(Default)]
 struct Query {
     instance: Option<String>,
+    database: Option<String>,
     application_name: Option<String>,
     max_lifetime_seconds: Option<f64>,
     max_idle_time_seconds: Option<f64>,
@@ -585,6 +612,7 @@ impl Query {
                     check_name("instance", &v, MAX_INSTANCE_LEN, true)?;
                     q.instance = Some(v);
                 }
+                "database" => q.database = Some(check_database(&v)?),
                 "application_name" => {
                     if v.is_empty()
                         || v.len() > MAX_APPLICATION_NAME_LEN

@@ -371,6 +371,11 @@ impl Daemon {
         }
     }
 
+    /// The configuration file it was started with (rewrite it to reload).
+    pub fn config_path(&self) -> &Path {
+        &self._file.0
+    }
+
     /// GET /metrics.
     pub async fn metrics(&self) -> String {
         let r = http(self.addr, "GET", "/metrics", None).await;

@@ -1,0 +1,292 @@
+//! Many databases from one poolwatch, against real throwaway clusters: each database its
+//! own session and `pg_up`, a dead one delaying no other, the list reloaded without a
+//! restart, pushes joined to their database.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{value, Daemon, Pg};
+
+/// The pid of poolwatch's session in `pg`, and how many it has there (own sessions of
+/// every poolwatch task carry `application_name` poolwatch).
+async fn poolwatch_sessions(pg: &Pg) -> (i64, Option<i32>) {
+    let c = pg.client("poolwatch-test-observer").await;
+    let row = c
+        .query_one(
+            "SELECT count(*), min(pid) FROM pg_stat_activity WHERE application_name = 'poolwatch'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+fn list(entries: &[(&str, String)]) -> String {
+    let mut y = String::from(
+        "database:\n  interval_seconds: 1\n  statement_timeout_seconds: 1\n  lock_timeout_seconds: 0.5\n  connect_timeout_seconds: 2\ndatabases:\n",
+    );
+    for (name, url) in entries {
+        y.push_str(&format!("  - name: {name}\n    url: {url}\n"));
+    }
+    y.push_str("listen_address: 127.0.0.1:0\n");
+    y
+}
+
+fn up(m: &str, db: &str) -> Option<f64> {
+    value(m, &format!("poolwatch_pg_up{{database=\"{db}\"}}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_databases_each_with_its_session_then_a_third_added_and_one_removed_by_reload() {
+    let (a, b, c) = (Pg::start(), Pg::start(), Pg::start());
+    // Applications on each server; and poolwatch's own sessions must count in none.
+    let _orders = a.client("orders").await;
+    let _billing1 = b.client("billing").await;
+    let _billing2 = b.client("billing").await;
+    let d = Daemon::start(&list(&[("a", a.url()), ("b", b.url())])).await;
+    let m = d
+        .wait_metrics(Duration::from_secs(20), "both databases up", |m| {
+            up(m, "a") == Some(1.0) && up(m, "b") == Some(1.0)
+        })
+        .await;
+    assert_eq!(value(&m, "poolwatch_databases_watched"), Some(2.0));
+    for pg in [&a, &b] {
+        assert_eq!(
+            poolwatch_sessions(pg).await.0,
+            1,
+            "exactly one session each"
+        );
+    }
+    let conn = |db: &str, app: &str| {
+        format!("poolwatch_pg_connections{{database=\"{db}\",datname=\"postgres\",usename=\"postgres\",application_name=\"{app}\",state=\"idle\",wait_event_type=\"Client\",wait_event=\"ClientRead\"}}")
+    };
+    assert_eq!(value(&m, &conn("a", "orders")), Some(1.0), "{m}");
+    assert_eq!(value(&m, &conn("b", "billing")), Some(2.0), "{m}");
+    assert_eq!(value(&m, &conn("a", "billing")), None, "{m}");
+    assert!(
+        !m.lines().any(|l| l.starts_with("poolwatch_pg_connections")
+            && l.contains("application_name=\"poolwatch\"")),
+        "poolwatch's own sessions are never counted:\n{m}"
+    );
+    assert_eq!(
+        value(&m, "poolwatch_pg_max_connections{database=\"a\"}"),
+        Some(40.0)
+    );
+
+    // Reload: c added, b removed, a untouched (its session is the same one).
+    let (_, a_pid) = poolwatch_sessions(&a).await;
+    std::fs::write(d.config_path(), list(&[("a", a.url()), ("c", c.url())])).unwrap();
+    let m = d
+        .wait_metrics(Duration::from_secs(20), "c up and b gone", |m| {
+            up(m, "c") == Some(1.0) && up(m, "b").is_none()
+        })
+        .await;
+    assert_eq!(value(&m, "poolwatch_databases_watched"), Some(2.0));
+    assert_eq!(
+        value(&m, "poolwatch_config_reloads_total{outcome=\"success\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&m, "poolwatch_config_last_reload_successful"),
+        Some(1.0)
+    );
+    assert!(
+        !m.contains("database=\"b\""),
+        "a removed database leaves no series:\n{m}"
+    );
+    assert_eq!(up(&m, "a"), Some(1.0));
+    assert_eq!(
+        poolwatch_sessions(&a).await,
+        (1, a_pid),
+        "a was not touched"
+    );
+    assert_eq!(poolwatch_sessions(&b).await.0, 0, "b's session closed");
+    assert_eq!(poolwatch_sessions(&c).await.0, 1);
+
+    // An invalid file keeps the running list, and says so.
+    std::fs::write(d.config_path(), list(&[("a", a.url()), ("a", c.url())])).unwrap();
+    let m = d
+        .wait_metrics(Duration::from_secs(10), "the failed reload counted", |m| {
+            value(m, "poolwatch_config_reloads_total{outcome=\"failure\"}") == Some(1.0)
+        })
+        .await;
+    assert_eq!(
+        value(&m, "poolwatch_config_last_reload_successful"),
+        Some(0.0)
+    );
+    assert_eq!(value(&m, "poolwatch_databases_watched"), Some(2.0));
+    assert_eq!((up(&m, "a"), up(&m, "c")), (Some(1.0), Some(1.0)));
+    assert_eq!(poolwatch_sessions(&a).await, (1, a_pid));
+    d.stop().await;
+    for pg in [&a, &b, &c] {
+        assert_eq!(poolwatch_sessions(pg).await.0, 0, "closed at shutdown");
+    }
+}
+
+/// A server that accepts TCP connections and never answers.
+async fn black_hole() -> (u16, tokio::task::JoinHandle<()>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_or_silent_database_delays_no_other() {
+    let live = Pg::start();
+    let stopped = Pg::start();
+    stopped.stop_server();
+    let (hole, _task) = black_hole().await;
+    let silent = format!("postgres://postgres@127.0.0.1:{hole}/postgres?sslmode=disable");
+    // The silent server holds each connection attempt for the whole connect timeout
+    // (2 s); samples of the live one are due every second.
+    let d = Daemon::start(&list(&[
+        ("live", live.url()),
+        ("silent", silent),
+        ("stopped", stopped.url()),
+    ]))
+    .await;
+    d.wait_metrics(Duration::from_secs(20), "live up", |m| {
+        up(m, "live") == Some(1.0)
+    })
+    .await;
+    // Watch the live database's sample timestamps for 8 seconds: the silent one's
+    // attempts (2 s each, then its backoff) would allow at most 4 if they were in line.
+    let ts = "poolwatch_pg_last_sample_timestamp_seconds{database=\"live\"}";
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(8) {
+        let m = d.metrics().await;
+        let t = value(&m, ts).expect("live has sampled");
+        if seen.last() != Some(&t) {
+            seen.push(t);
+        }
+        assert_eq!(up(&m, "silent"), Some(0.0), "{m}");
+        assert_eq!(up(&m, "stopped"), Some(0.0), "{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen.len() >= 6,
+        "the live database kept its one-second interval: {} samples in 8 s ({seen:?})",
+        seen.len()
+    );
+    let m = d.metrics().await;
+    let errors = |db: &str, kind: &str| {
+        value(
+            &m,
+            &format!("poolwatch_pg_sample_errors_total{{database=\"{db}\",kind=\"{kind}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(errors("silent", "connect_timeout") >= 1.0, "{m}");
+    assert!(errors("stopped", "connect") >= 1.0, "{m}");
+    assert_eq!(
+        errors("live", "connect") + errors("live", "connect_timeout"),
+        0.0
+    );
+    // The stopped server comes back: its own backoff brings it up, nothing restarts.
+    stopped.start_server();
+    d.wait_metrics(Duration::from_secs(20), "stopped back up", |m| {
+        up(m, "stopped") == Some(1.0)
+    })
+    .await;
+    assert_eq!(poolwatch_sessions(&live).await.0, 1);
+    assert_eq!(poolwatch_sessions(&stopped).await.0, 1);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_are_joined_to_the_database_they_name_or_where_their_backends_are() {
+    let (a, b) = (Pg::start(), Pg::start());
+    let _orders = a.client("orders").await;
+    let _billing = b.client("billing-rw").await;
+    let d = Daemon::start(&list(&[("a", a.url()), ("b", b.url())])).await;
+    d.wait_metrics(Duration::from_secs(20), "both up", |m| {
+        up(m, "a") == Some(1.0) && up(m, "b") == Some(1.0)
+    })
+    .await;
+    // Named by the push; found by application_name; neither.
+    assert_eq!(
+        d.push(
+            "/api/v1/pools/reports/main?database=b",
+            r#"{"open":3,"in_use":1,"idle":2}"#
+        )
+        .await
+        .status,
+        200
+    );
+    let r = d
+        .push(
+            "/api/v1/pools",
+            r#"{"app":"billing","pools":[{"pool":"rw","open":1,"in_use":0,"idle":1,"application_name":"billing-rw"}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        d.push(
+            "/api/v1/pools/orders/main",
+            r#"{"open":1,"in_use":0,"idle":1}"#
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        d.push(
+            "/api/v1/pools/cron/main",
+            r#"{"open":2,"in_use":0,"idle":2}"#
+        )
+        .await
+        .status,
+        200
+    );
+    let open = |db: &str, app: &str| {
+        format!(
+            "poolwatch_app_pool_open_connections{{database=\"{db}\",app=\"{app}\",instance=\"\"}}"
+        )
+    };
+    let m = d
+        .wait_metrics(Duration::from_secs(10), "the pools analysed", |m| {
+            value(m, &open("__unattributed__", "cron")).is_some()
+                && value(m, &open("a", "orders")).is_some()
+                && value(m, &open("b", "billing")).is_some()
+                && value(m, &open("b", "reports")).is_some()
+        })
+        .await;
+    assert_eq!(value(&m, &open("b", "reports")), Some(3.0));
+    assert_eq!(value(&m, &open("a", "reports")), None, "{m}");
+    assert_eq!(value(&m, &open("b", "orders")), None, "{m}");
+    assert_eq!(
+        value(
+            &m,
+            "poolwatch_app_server_connections{database=\"b\",app=\"billing\",instance=\"\"}"
+        ),
+        Some(1.0)
+    );
+
+    // An unknown database is refused, naming it, and stores nothing.
+    for (path, body) in [
+        ("/api/v1/pools/late/main?database=nope", r#"{"open":1}"#),
+        (
+            "/api/v1/pools",
+            r#"{"app":"late","database":"nope","pools":[{"pool":"main","open":1}]}"#,
+        ),
+    ] {
+        let r = d.push(path, body).await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(
+            r.body.contains("unknown database \\\"nope\\\""),
+            "{}",
+            r.body
+        );
+    }
+    let m = d.metrics().await;
+    assert!(!m.contains("app=\"late\""), "{m}");
+    d.stop().await;
+}
