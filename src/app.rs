@@ -172,7 +172,7 @@ impl Core {
             store.clone(),
             server_rx,
         );
-        let fleet = if cfg.databases.is_empty() {
+        let fleet = if cfg.databases.is_none() {
             views.add(AppCollector::new(reports.clone(), consts));
             None
         } else {
@@ -241,11 +241,12 @@ pub async fn run(
     }
     let fleet = match core.fleet {
         Some((fleet, reloader)) => {
+            let list = cfg.databases.as_deref().unwrap_or_default();
             tracing::info!(
-                databases = cfg.databases.len(),
+                databases = list.len(),
                 "watching a list of databases, each with its own session"
             );
-            fleet.start(&cfg.databases).await;
+            fleet.start(list).await;
             if let Some(r) = reloader {
                 background.spawn(r.run(sampler_cancel.clone()));
             }

@@ -98,8 +98,8 @@ pub struct Config {
     /// (sidecar mode without a database) `database.name` or the first socket peer. `None`
     /// when nothing names a database: the label is left out.
     pub database_label: Option<String>,
-    /// The `databases` list (central mode); empty when not set.
-    pub databases: Vec<DatabaseEntry>,
+    /// The `databases` list (central mode), when set (it may be empty).
+    pub databases: Option<Vec<DatabaseEntry>>,
     /// The file the configuration was read from and the flags given, so that a reload
     /// reads the same sources again.
     pub source: Option<(std::path::PathBuf, FlagValues)>,
@@ -354,7 +354,7 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
     let database = DatabaseConfig::from_values(&mut v, database_name.clone());
     let databases = crate::fleet::config::from_values(&mut v, mode);
     // With a list, the libpq variables name no database of their own.
-    let database = database.filter(|_| databases.is_empty());
+    let database = database.filter(|_| databases.is_none());
     let pod_ip = match v.text(&POD_IP).filter(|s| !s.is_empty()) {
         Some(ip) => ip
             .parse::<IpAddr>()
@@ -378,7 +378,7 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
     }
     let sample_interval = database
         .iter()
-        .chain(databases.iter().map(|e| &e.db))
+        .chain(databases.iter().flatten().map(|e| &e.db))
         .map(|d| d.interval)
         .min();
     let analysis = AnalysisSettings::from_values(&mut v, sample_interval, pools.expiry);

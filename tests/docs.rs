@@ -21,7 +21,27 @@ fn exported() -> BTreeSet<String> {
     .map(|l| l.split(' ').next().unwrap().to_string())
     .collect();
     names.extend(web_config_series());
+    names.extend(fleet_series());
     names
+}
+
+/// The series that exist only with a `databases` list.
+fn fleet_series() -> Vec<String> {
+    let dir = std::env::temp_dir();
+    let file = dir.join(format!("poolwatch-docs-fleet-{}.yml", std::process::id()));
+    std::fs::write(
+        &file,
+        "databases:\n  - name: x\n    url: postgres://u@127.0.0.1:1/x\n",
+    )
+    .unwrap();
+    let cfg = poolwatch::config::load(Some(&file), &Vec::new(), &|_| None).unwrap();
+    let _ = std::fs::remove_file(&file);
+    let core = poolwatch::app::Core::new(&cfg).unwrap();
+    core.registry
+        .gather()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect()
 }
 
 /// The series that exist only with `web_config_file` (the golden files run without one).

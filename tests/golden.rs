@@ -91,6 +91,7 @@ fn render(mode: &str) -> String {
                 max_lifetime_seconds: Some(1800.0),
                 max_idle_time_seconds: Some(300.0),
                 application_name: "billing".into(),
+                database: None,
             },
         },
         PoolPush {

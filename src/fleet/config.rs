@@ -57,6 +57,7 @@ pub const OVERRIDES: &[&str] = &[
     "lock_timeout_seconds",
     "reconnect_max_backoff_seconds",
     "max_application_names",
+    "max_connection_limits",
     "query_text",
     "query_max_chars",
 ];
@@ -81,34 +82,33 @@ fn database_key(field: &str) -> Option<&'static str> {
         .find(|p| p.strip_prefix("database.") == Some(field))
 }
 
-/// Reads the list; empty when it is not set. Problems name the entry by index and name.
-pub fn from_values(v: &mut Values, mode: Mode) -> Vec<DatabaseEntry> {
+/// Reads the list; `None` when it is not set (an empty list is a list: entries may be
+/// added by a reload). Problems name the entry by index and name.
+pub fn from_values(v: &mut Values, mode: Mode) -> Option<Vec<DatabaseEntry>> {
     let max = v.count(&MAX_DATABASES);
-    let Some((list, origin)) = v.raw(&DATABASES).map(|(l, o)| (l.clone(), o.to_string())) else {
-        return Vec::new();
-    };
+    let (list, origin) = v.raw(&DATABASES).map(|(l, o)| (l.clone(), o.to_string()))?;
     let items = match list {
         Value::Sequence(items) => items,
-        Value::Null => return Vec::new(),
+        Value::Null => return None,
         _ => {
             v.problem(format!(
                 "databases (from {origin}): expected a list of mappings with name and url, url_file or url_env"
             ));
-            return Vec::new();
+            return None;
         }
     };
-    if mode == Mode::Sidecar && !items.is_empty() {
+    if mode == Mode::Sidecar {
         v.problem(format!(
             "databases (from {origin}): a list of databases is for central mode; a sidecar watches one (database.url)"
         ));
-        return Vec::new();
+        return None;
     }
-    if !items.is_empty() && (v.is_set_path("database.url") || v.is_set_path("database.url_file")) {
+    if v.is_set_path("database.url") || v.is_set_path("database.url_file") {
         v.problem(format!(
             "databases (from {origin}) and database.url or database.url_file are both set; put that database in the list"
         ));
     }
-    if !items.is_empty() && v.is_set_path("database.name") {
+    if v.is_set_path("database.name") {
         v.problem(format!(
             "databases (from {origin}) and database.name are both set; each entry has its own name"
         ));
@@ -133,7 +133,7 @@ pub fn from_values(v: &mut Values, mode: Mode) -> Vec<DatabaseEntry> {
             out.push(entry);
         }
     }
-    out
+    Some(out)
 }
 
 /// Reads entry `i`; `None` (with problems recorded) when it cannot be used.
@@ -309,9 +309,10 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(c.database.is_none());
-        let names: Vec<&str> = c.databases.iter().map(|e| e.name.as_str()).collect();
+        let list = c.databases.clone().unwrap();
+        let names: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["orders", "billing", "search"]);
-        let [orders, billing, search] = &c.databases[..] else {
+        let [orders, billing, search] = &list[..] else {
             panic!()
         };
         assert_eq!(orders.db.interval, Duration::from_secs(10), "inherited");
@@ -335,7 +336,7 @@ mod tests {
             Duration::from_secs(10),
             "the analysis follows the shortest interval"
         );
-        for e in &c.databases {
+        for e in &list {
             assert_eq!(e.db.pg.get_application_name(), Some("poolwatch"));
             assert!(e
                 .db
@@ -359,6 +360,7 @@ mod tests {
         let prints = |c: &Config| {
             c.databases
                 .iter()
+                .flatten()
                 .map(|e| e.fingerprint)
                 .collect::<Vec<_>>()
         };
@@ -420,7 +422,14 @@ mod tests {
     fn a_single_database_url_keeps_working_and_secrets_never_show() {
         let c = load_yaml("database:\n  url: postgres://u@h/x\n", &[]).unwrap();
         assert!(c.database.is_some());
-        assert!(c.databases.is_empty());
+        assert!(c.databases.is_none());
+        let c = load_yaml("databases: []\n", &[]).unwrap();
+        assert_eq!(
+            c.databases.map(|d| d.len()),
+            Some(0),
+            "a list to add to by reload"
+        );
+        assert!(c.database.is_none());
         let err = load_yaml(
             "databases:\n  - name: a\n    url: postgres://u:hunter2-pw@h:99999/a\n",
             &[],

@@ -138,14 +138,14 @@ impl Reloader {
                 return;
             }
         };
-        if cfg.database.is_some() {
+        let Some(list) = cfg.databases else {
             tracing::error!(file = %self.file.display(), "configuration reload failed: the file no longer has a databases list (a single database.url needs a restart); the databases watched keep going");
             self.failed();
             return;
-        }
-        let (started, stopped) = self.fleet.apply(&cfg.databases).await;
+        };
+        let (started, stopped) = self.fleet.apply(&list).await;
         tracing::info!(
-            databases = cfg.databases.len(),
+            databases = list.len(),
             ?started,
             ?stopped,
             "configuration reloaded; settings other than the databases list take effect at the next restart"
