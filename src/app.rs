@@ -132,7 +132,6 @@ impl Core {
         let store = Arc::new(Store::register(&registry, &cfg.pools)?);
         let consts = metrics::ConstLabels::database(cfg.database_label.as_deref());
         let mut views = metrics::Views::default();
-        views.add(PoolCollector::new(store.clone(), consts.clone()));
         let ingest = IngestMetrics::register(&registry)?;
         let open_connections =
             http::register_connections(&registry, cfg.push_listen_address != cfg.listen_address)?;
@@ -173,6 +172,7 @@ impl Core {
             server_rx,
         );
         let fleet = if cfg.databases.is_none() {
+            views.add(PoolCollector::new(store.clone(), consts.clone()));
             views.add(AppCollector::new(reports.clone(), consts));
             None
         } else {
@@ -186,6 +186,11 @@ impl Core {
                     pod_ip: cfg.pod_ip,
                 },
             )?;
+            let attributed = f.clone();
+            views.add(
+                PoolCollector::new(store.clone(), consts)
+                    .by_database(Arc::new(move |k, e| attributed.database_of(k, e))),
+            );
             views.add(FleetCollector::new(f.clone()));
             let reloader = match &cfg.source {
                 Some((file, flags)) => Some(fleet::reload::Reloader::register(
@@ -274,6 +279,7 @@ pub async fn run(
         groups: core.groups,
         otlp: core.otlp,
         fleet: fleet.clone(),
+        database_label: cfg.database_label.clone(),
         reports,
         http: cfg.http.clone(),
         web,

@@ -247,9 +247,10 @@ async fn pushes_are_joined_to_the_database_they_name_or_where_their_backends_are
         200
     );
     let open = |db: &str, app: &str| {
-        format!(
-            "poolwatch_app_pool_open_connections{{database=\"{db}\",app=\"{app}\",instance=\"\"}}"
-        )
+        format!("poolwatch_app_pool_open_connections{{database=\"{db}\",app=\"{app}\"}}")
+    };
+    let pool_open = |db: &str, app: &str| {
+        format!("poolwatch_pool_open_connections{{database=\"{db}\",app=\"{app}\",pool=\"main\"}}")
     };
     let m = d
         .wait_metrics(Duration::from_secs(10), "the pools analysed", |m| {
@@ -265,10 +266,19 @@ async fn pushes_are_joined_to_the_database_they_name_or_where_their_backends_are
     assert_eq!(
         value(
             &m,
-            "poolwatch_app_server_connections{database=\"b\",app=\"billing\",instance=\"\"}"
+            "poolwatch_app_server_connections{database=\"b\",app=\"billing\"}"
         ),
         Some(1.0)
     );
+    // The pool view carries the same database.
+    assert_eq!(value(&m, &pool_open("b", "reports")), Some(3.0), "{m}");
+    assert_eq!(value(&m, &pool_open("a", "orders")), Some(1.0), "{m}");
+    assert_eq!(
+        value(&m, &pool_open("__unattributed__", "cron")),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(4.0), "{m}");
 
     // An unknown database is refused, naming it, and stores nothing.
     for (path, body) in [

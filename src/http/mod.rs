@@ -75,6 +75,8 @@ pub struct Ctx {
     pub web: Option<tokio::sync::watch::Receiver<Arc<web::WebConfig>>>,
     /// The analysis task's latest report, for `/api/v1/connections`.
     pub reports: tokio::sync::watch::Receiver<Arc<crate::tick::Report>>,
+    /// Without a `databases` list: the `database` label, the one database a push may name.
+    pub database_label: Option<String>,
     /// With a `databases` list: the databases, which pushes may name.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// Body limit and timeouts.

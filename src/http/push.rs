@@ -109,16 +109,18 @@ fn store(ctx: &Ctx, format: &str, pushes: Vec<PoolPush>) -> Response<Body> {
     }
 }
 
-/// A push naming a database that is not in the `databases` list (or naming one when
-/// there is no list) is refused whole, naming it.
+/// A push naming a database that is not in the `databases` list (without a list: not
+/// the `database` label of the one watched) is refused whole, naming it.
 fn unknown_database(ctx: &Ctx, pushes: &[PoolPush]) -> Option<IngestError> {
     let named = pushes.iter().find_map(|p| p.snapshot.database.as_deref())?;
-    let problem = match &ctx.fleet {
-        Some(f) if f.contains(named) => return None,
-        Some(_) => format!("unknown database {named:?}: not in the databases list"),
-        None => format!(
-            "database {named:?} named, but this poolwatch has no databases list to attribute pools to"
-        ),
+    let problem = match (&ctx.fleet, &ctx.database_label) {
+        (Some(f), _) if f.contains(named) => return None,
+        (Some(_), _) => format!("unknown database {named:?}: not in the databases list"),
+        (None, Some(label)) if label == named => return None,
+        (None, Some(label)) => {
+            format!("unknown database {named:?}: this poolwatch watches {label:?}")
+        }
+        (None, None) => format!("unknown database {named:?}: this poolwatch watches none"),
     };
     Some(IngestError::field_err("database", problem))
 }

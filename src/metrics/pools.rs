@@ -117,12 +117,31 @@ pub struct PoolCollector {
     store: Arc<Store>,
     /// The `database` label.
     consts: ConstLabels,
+    /// With a `databases` list: the database each pool is attributed to, its `database`
+    /// label (`consts` then labels only the store's own series).
+    database_of: Option<DatabaseOf>,
 }
+
+/// The database a pool is attributed to.
+pub type DatabaseOf = Arc<dyn Fn(&PoolKey, &Entry) -> String + Send + Sync>;
 
 impl PoolCollector {
     /// A collector over `store` whose series carry `consts`.
     pub fn new(store: Arc<Store>, consts: ConstLabels) -> PoolCollector {
-        PoolCollector { store, consts }
+        PoolCollector {
+            store,
+            consts,
+            database_of: None,
+        }
+    }
+
+    /// The same collector, each pool's series labelled with the database `database_of`
+    /// says.
+    pub fn by_database(self, database_of: DatabaseOf) -> PoolCollector {
+        PoolCollector {
+            database_of: Some(database_of),
+            ..self
+        }
     }
 }
 
@@ -140,7 +159,14 @@ impl PoolCollector {
             .map(|s| Family::with_consts(s, &self.consts))
             .collect();
         let n = |v: Option<u64>| v.map(|v| v as f64);
+        let per_pool = f.len() - 2;
         for (k, e) in pools {
+            if let Some(of) = &self.database_of {
+                let consts = ConstLabels::database(Some(&of(k, e)));
+                for family in &mut f[..per_pool] {
+                    family.set_consts(&consts);
+                }
+            }
             let l = [k.app.as_str(), k.pool.as_str(), k.instance.as_str()];
             let s = &e.snapshot;
             f[0].add_opt(&l, n(s.max_open));
@@ -161,6 +187,9 @@ impl PoolCollector {
             f[9].add_opt(&l, s.max_idle_time_seconds);
             f[10].add(&l, e.received_unix);
             f[11].add(&[l[0], l[1], l[2], s.application_name.as_str()], 1.0);
+        }
+        for family in &mut f[per_pool..] {
+            family.set_consts(&self.consts);
         }
         f[12].add(&[], pools.len() as f64);
         f[13].add(&[], self.store.expired_total() as f64);
