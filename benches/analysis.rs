@@ -90,6 +90,7 @@ fn run(pools: usize, backends: usize) -> (Duration, Duration, usize, (usize, usi
             backends: rows.clone(),
             own_client_port: None,
             connection_limits: Default::default(),
+            own_sessions: 1,
         };
         sampler.publish(ServerState {
             up: true,

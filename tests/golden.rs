@@ -171,6 +171,7 @@ fn render(mode: &str) -> String {
             aggregates: aggregate(&rows, 200),
             backends: rows,
             own_client_port: None,
+            own_sessions: 1,
         };
         core.sampler
             .as_ref()

@@ -300,3 +300,46 @@ async fn pushes_are_joined_to_the_database_they_name_or_where_their_backends_are
     assert!(!m.contains("app=\"late\""), "{m}");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn its_own_sessions_on_one_server_are_never_counted() {
+    let pg = Pg::start();
+    let _app = pg.client("orders").await;
+    let other = pg.url().replace("/postgres?", "/template1?");
+    let d = Daemon::start(&list(&[("main", pg.url()), ("tmpl", other)])).await;
+    let m = d
+        .wait_metrics(Duration::from_secs(20), "both up", |m| {
+            up(m, "main") == Some(1.0) && up(m, "tmpl") == Some(1.0)
+        })
+        .await;
+    assert_eq!(
+        poolwatch_sessions(&pg).await.0,
+        2,
+        "one session per database"
+    );
+    for db in ["main", "tmpl"] {
+        let counted: Vec<&str> = m
+            .lines()
+            .filter(|l| {
+                l.starts_with("poolwatch_pg_connections{")
+                    && l.contains(&format!("database=\"{db}\""))
+            })
+            .collect();
+        assert!(
+            counted
+                .iter()
+                .all(|l| !l.contains("application_name=\"poolwatch\"")),
+            "{db} counts a poolwatch session: {counted:?}"
+        );
+        let total: f64 = counted
+            .iter()
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum();
+        // The test client and the observer sessions of this test, no poolwatch one.
+        assert!(
+            (1.0..=2.0).contains(&total),
+            "{db}: {total} client backends counted: {counted:?}"
+        );
+    }
+    d.stop().await;
+}

@@ -353,7 +353,7 @@ pub struct Findings {
     pub apps: BTreeMap<AppKey, AppFinding>,
     /// The oldest stuck backends per application, at most `top_n` each.
     pub stuck: BTreeMap<AppKey, Vec<StuckBackend>>,
-    /// Client backends on the server, poolwatch's own session included.
+    /// Client backends on the server, poolwatch's own sessions included.
     pub server_connections_total: Option<u64>,
     /// `max_connections` minus the reserved slots.
     pub server_usable_connections: Option<u64>,
@@ -497,7 +497,7 @@ impl Analyzer {
 
         // The server view, attributed when it can be.
         if let Some(s) = inp.server {
-            out.server_connections_total = Some(s.backends.len() as u64 + 1);
+            out.server_connections_total = Some(s.backends.len() as u64 + s.own_sessions.max(1));
             let usable = s.limits.usable();
             if s.limits.max_connections > 0 && usable >= 0 {
                 out.server_usable_connections = Some(usable as u64);

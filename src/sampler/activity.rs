@@ -1,7 +1,9 @@
 //! The server view: one row of `pg_stat_activity` per client backend, and the
 //! aggregates `/metrics` shows (counts by labels, oldest ages).
 //!
-//! The query excludes poolwatch's own backend (`pid <> pg_backend_pid()`) and anything
+//! The query excludes poolwatch's own backends (its own, `pid <> pg_backend_pid()`, and
+//! every other session named `database.application_name`: the other sessions of a
+//! poolwatch watching several databases of one server, or of a second replica) and anything
 //! that is not a client backend (autovacuum, WAL sender, parallel workers). Ages are
 //! computed by the server against one `now()`, so a sample is consistent and immune to
 //! clock skew between poolwatch and the database. Query text is read only as
@@ -34,7 +36,8 @@ macro_rules! activity_query {
   FROM pg_stat_activity
  WHERE (backend_type = 'client backend'
         OR (backend_type IS NULL AND datid IS NOT NULL AND usesysid IS NOT NULL))
-   AND pid <> pg_backend_pid()"
+   AND pid <> pg_backend_pid()
+   AND application_name IS DISTINCT FROM current_setting('application_name')"
         )
     };
 }

@@ -50,6 +50,9 @@ pub struct Sample {
     pub aggregates: Aggregates,
     /// The local TCP port of poolwatch's own session, so the socket view can leave it out.
     pub own_client_port: Option<u16>,
+    /// Sessions named `database.application_name` (this one and, with several databases
+    /// on one server, the others): never counted, but they take connection slots.
+    pub own_sessions: u64,
 }
 
 /// What the sampler publishes after every attempt.
@@ -388,6 +391,7 @@ async fn sample(s: &mut Session, cfg: &DatabaseConfig) -> Result<Sample, SampleE
         .map_err(SampleError::Query)?;
     let limits = Limits::from_row(&row).map_err(SampleError::Query)?;
     let own_port: Option<i32> = row.try_get(4).map_err(SampleError::Query)?;
+    let own_sessions: i64 = row.try_get(5).map_err(SampleError::Query)?;
     let rows = s
         .client
         .query(&activity_stmt, &[])
@@ -413,6 +417,7 @@ async fn sample(s: &mut Session, cfg: &DatabaseConfig) -> Result<Sample, SampleE
     Ok(Sample {
         at_unix: crate::unix_now(),
         own_client_port: own_port.and_then(|p| u16::try_from(p).ok()),
+        own_sessions: u64::try_from(own_sessions).unwrap_or(0),
         limits,
         connection_limits,
         backends,

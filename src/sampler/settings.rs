@@ -1,15 +1,19 @@
 //! The limits that bound the server view: `max_connections` and the slots reserved
 //! for superusers (and, on PostgreSQL 16 and later, for `pg_use_reserved_connections`).
 
-/// One row: the limits, the server's clock, and the client port of poolwatch's own
-/// session (NULL over a Unix socket), which the socket view leaves out.
+/// One row: the limits, the server's clock, the client port of poolwatch's own
+/// session (NULL over a Unix socket), which the socket view leaves out, and the sessions
+/// named as poolwatch's (its own included), which take slots but are never counted.
 /// `reserved_connections` is NULL before PostgreSQL 16, where the setting does not exist.
 pub const QUERY: &str = "\
 SELECT current_setting('max_connections')::int4,
        current_setting('superuser_reserved_connections')::int4,
        current_setting('reserved_connections', true)::int4,
        EXTRACT(EPOCH FROM now())::float8,
-       inet_client_port()";
+       inet_client_port(),
+       (SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend'
+           AND application_name = current_setting('application_name'))";
 
 /// Connection limits of the server.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
