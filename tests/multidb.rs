@@ -280,6 +280,36 @@ async fn pushes_are_joined_to_the_database_they_name_or_where_their_backends_are
     );
     assert_eq!(value(&m, "poolwatch_pools_tracked"), Some(4.0), "{m}");
 
+    // The stuck-connection API lists each application under its database.
+    let r = common::http(d.addr, "GET", "/api/v1/connections?database=b", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut listed: Vec<(String, String)> = r.json()["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["database"].as_str().unwrap().to_string(),
+                a["app"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            ("b".to_string(), "billing".to_string()),
+            ("b".to_string(), "reports".to_string())
+        ]
+    );
+    let r = common::http(d.addr, "GET", "/api/v1/connections?app=cron", None).await;
+    assert_eq!(
+        r.json()["applications"][0]["database"],
+        "__unattributed__",
+        "{}",
+        r.body
+    );
+
     // An unknown database is refused, naming it, and stores nothing.
     for (path, body) in [
         ("/api/v1/pools/late/main?database=nope", r#"{"open":1}"#),
