@@ -49,8 +49,11 @@ pub struct Member {
     /// replacement opens one.
     tasks: TaskTracker,
     /// Backends per `application_name` in the latest sample, computed once per sample.
-    names: Mutex<(Option<Arc<Sample>>, Arc<HashMap<String, u32>>)>,
+    names: Mutex<NamesCache>,
 }
+
+/// The sample the counts were taken from, and the counts.
+type NamesCache = (Option<Arc<Sample>>, Arc<HashMap<String, u32>>);
 
 impl Member {
     /// Backends per `application_name` in the latest sample (empty while down).
