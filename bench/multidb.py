@@ -273,16 +273,7 @@ def table(R, args):
 
 
 def write_doc(section):
-    path = os.path.join(REPO, "docs", "benchmarks.md")
-    text = open(path).read()
-    begin, end = "<!-- multidb:begin -->", "<!-- multidb:end -->"
-    block = f"{begin}\n{section}\n{end}"
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n## Many databases from one poolwatch\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    run.write_doc(section, "<!-- multidb:begin -->", "<!-- multidb:end -->")
 
 
 if __name__ == "__main__":

@@ -930,10 +930,11 @@ def report(R, args):
     return "\n".join(L)
 
 
-def write_doc(section):
+def write_doc(section, begin="<!-- bench:begin -->", end="<!-- bench:end -->"):
+    """Replaces what docs/benchmarks.md holds between `begin` and `end` with `section`
+    (appended with the markers when they are not there)."""
     path = os.path.join(REPO, "docs", "benchmarks.md")
     text = open(path).read()
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
     block = f"{begin}\n{section}\n{end}"
     if begin in text and end in text:
         text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]

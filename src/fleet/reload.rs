@@ -85,29 +85,8 @@ impl Reloader {
 
     /// Watches until `cancel` fires.
     pub async fn run(mut self, cancel: CancellationToken) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot handle SIGHUP; the databases list is still reloaded when the file changes");
-                None
-            }
-        };
-        let mut timer = tokio::time::interval(POLL);
-        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let hup = async {
-                match hangup.as_mut() {
-                    Some(h) => h.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let forced = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                _ = hup => true,
-                _ = timer.tick() => false,
-            };
+        let mut triggers = config::Triggers::new(POLL, "the databases list");
+        while let Some(forced) = triggers.next(&cancel).await {
             let now = text_hash(&self.file);
             if !forced && now == self.seen {
                 continue;

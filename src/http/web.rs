@@ -434,30 +434,9 @@ impl Reloader {
 
     /// Watches until `cancel` fires.
     pub async fn run(mut self, cancel: tokio_util::sync::CancellationToken) {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot handle SIGHUP; the web configuration is still re-read when its files change");
-                None
-            }
-        };
-        let mut timer = tokio::time::interval(POLL);
-        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        let mut triggers = crate::config::Triggers::new(POLL, "the web configuration");
+        while let Some(forced) = triggers.next(&cancel).await {
             let path = self.seen.path.clone();
-            let hup = async {
-                match hangup.as_mut() {
-                    Some(h) => h.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let forced = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return,
-                _ = hup => true,
-                _ = timer.tick() => false,
-            };
             // Reading a few small files, and bcrypt's check of each user on a change, are
             // kept off the runtime's threads.
             let seen = self.seen.clone();
