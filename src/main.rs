@@ -274,11 +274,14 @@ fn ask(cli: &Cli, args: &ClientArgs, flags: &FlagValues) -> ExitCode {
 }
 
 fn summary(cfg: &Config) -> String {
-    let db = cfg
-        .database
-        .as_ref()
-        .map(|d| d.target())
-        .unwrap_or_else(|| "none (push-only)".into());
+    let db = match (&cfg.database, &cfg.databases) {
+        (Some(d), _) => d.target(),
+        (None, Some(list)) => {
+            let names: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
+            format!("{} in a list ({})", list.len(), names.join(", "))
+        }
+        (None, None) => "none (push-only)".into(),
+    };
     format!(
         "mode={} listen={} push_listen={} instance={:?} database={}",
         cfg.mode.as_str(),

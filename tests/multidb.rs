@@ -373,3 +373,113 @@ async fn its_own_sessions_on_one_server_are_never_counted() {
     }
     d.stop().await;
 }
+
+/// A child process killed when the test ends, passed or not.
+struct Killed(Option<std::process::Child>);
+
+impl std::ops::Deref for Killed {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("running")
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("running")
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// SIGHUP re-reads everything, the Secrets behind `url_file` included: a rotated Secret
+/// (the configuration file itself unchanged) restarts that database's session only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rereads_a_rotated_secret_and_restarts_only_its_session() {
+    let (a, b) = (Pg::start(), Pg::start());
+    let secret = common::TempFile::new(&format!("{}\n", a.url()));
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = common::TempFile::new(&format!(
+        "listen_address: {listen}\ndatabase:\n  interval_seconds: 1\n  statement_timeout_seconds: 1\n  lock_timeout_seconds: 0.5\ndatabases:\n  - name: a\n    url_file: {}\n  - name: b\n    url: {}\n",
+        secret.0.display(),
+        b.url()
+    ));
+    let mut child = Killed(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_poolwatch"))
+            .env_clear()
+            .args(["--config", cfg.0.to_str().unwrap()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let metrics = || async { common::http(listen, "GET", "/metrics", None).await.body };
+    let wait = |what: &'static str, pred: Box<dyn Fn(&str) -> bool>| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if tokio::net::TcpStream::connect(listen).await.is_ok() {
+                let m = common::http(listen, "GET", "/metrics", None).await.body;
+                if pred(&m) {
+                    return m;
+                }
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    wait(
+        "both up",
+        Box::new(|m| up(m, "a") == Some(1.0) && up(m, "b") == Some(1.0)),
+    )
+    .await;
+    let (_, a_pid) = poolwatch_sessions(&a).await;
+    let (_, b_pid) = poolwatch_sessions(&b).await;
+    // The Secret rotates (here: the same URL, new text); the file is not watched.
+    std::fs::write(&secret.0, format!("{}\n\n", a.url())).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let m = metrics().await;
+    assert_eq!(
+        value(&m, "poolwatch_config_reloads_total{outcome=\"success\"}"),
+        Some(0.0)
+    );
+    assert_eq!(poolwatch_sessions(&a).await, (1, a_pid));
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait(
+        "the reload",
+        Box::new(|m| {
+            value(m, "poolwatch_config_reloads_total{outcome=\"success\"}") == Some(1.0)
+                && up(m, "a") == Some(1.0)
+        }),
+    )
+    .await;
+    let (n, new_pid) = poolwatch_sessions(&a).await;
+    assert_eq!(n, 1, "one session, never two");
+    assert_ne!(new_pid, a_pid, "a's session was replaced");
+    assert_eq!(
+        poolwatch_sessions(&b).await,
+        (1, b_pid),
+        "b was not touched"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("configuration reloaded"), "{err}");
+}
