@@ -324,13 +324,30 @@ async fn pushes_are_joined_to_the_database_they_name_or_where_their_backends_are
 async fn its_own_sessions_on_one_server_are_never_counted() {
     let pg = Pg::start();
     let _app = pg.client("orders").await;
+    // A role with a connection limit and a backend: each database shows the limit.
+    pg.client("admin")
+        .await
+        .batch_execute("CREATE ROLE limited LOGIN CONNECTION LIMIT 10")
+        .await
+        .unwrap();
+    let mut cfg: tokio_postgres::Config = pg.url_as("limited", "x").parse().unwrap();
+    cfg.application_name("limited-app");
+    let (_limited, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
     let other = pg.url().replace("/postgres?", "/template1?");
     let d = Daemon::start(&list(&[("main", pg.url()), ("tmpl", other)])).await;
+    let limit = |db: &str| {
+        format!("poolwatch_pg_role_connection_limit{{database=\"{db}\",usename=\"limited\"}}")
+    };
     let m = d
         .wait_metrics(Duration::from_secs(20), "both up", |m| {
-            up(m, "main") == Some(1.0) && up(m, "tmpl") == Some(1.0)
+            up(m, "main") == Some(1.0)
+                && up(m, "tmpl") == Some(1.0)
+                && value(m, &limit("main")).is_some()
+                && value(m, &limit("tmpl")).is_some()
         })
         .await;
+    assert_eq!(value(&m, &limit("main")), Some(10.0), "{m}");
     assert_eq!(
         poolwatch_sessions(&pg).await.0,
         2,
@@ -354,9 +371,9 @@ async fn its_own_sessions_on_one_server_are_never_counted() {
             .iter()
             .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
             .sum();
-        // The test client and the observer sessions of this test, no poolwatch one.
+        // The test's two clients (and an observer session of this test), no poolwatch one.
         assert!(
-            (1.0..=2.0).contains(&total),
+            (2.0..=3.0).contains(&total),
             "{db}: {total} client backends counted: {counted:?}"
         );
     }

@@ -259,10 +259,11 @@ fn entry(v: &mut Values, i: usize, item: &Value, origin: &str) -> Option<Databas
     }
     let db = db?;
     format!(
-        "{db:?} {:?} {} {} {:?} {} {:?}",
+        "{db:?} {:?} {} {} {} {:?} {} {:?}",
         db.sslmode,
         db.ca_file.display(),
         db.max_application_names,
+        db.max_connection_limits,
         db.query_text,
         db.query_max_chars,
         db.reconnect_max_backoff
