@@ -382,6 +382,7 @@ mod tests {
             max_lifetime_seconds: Some(1800.0),
             max_idle_time_seconds: Some(300.0),
             application_name: "shop-api".into(),
+            database: None,
         };
         let key = |instance: &str| PoolKey {
             app: "shop".into(),
