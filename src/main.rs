@@ -295,9 +295,13 @@ fn summary(cfg: &Config) -> String {
 fn init_logging(cfg: &Config) {
     let filter =
         tracing_subscriber::EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| "info".into());
+    // A log line that cannot be written is dropped. By default tracing-subscriber reports
+    // that with eprintln!, which panics on the same closed stderr and takes down the task
+    // that logged (the sampler, the signal handler): a log nobody reads must stop nothing.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match cfg.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.with_ansi(false).init(),

@@ -267,3 +267,42 @@ fn help_and_version() {
         format!("poolwatch {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// A log nobody reads any more (the pipe's reader gone: a supervisor that died, a test
+/// harness that stopped) must not stop the daemon: a failed log write used to panic the
+/// task that logged it (tracing-subscriber reports its own write errors with `eprintln!`,
+/// which panics on the same closed stderr), leaving `poolwatch_pg_up` frozen and SIGTERM
+/// unanswered.
+#[tokio::test]
+async fn a_closed_stderr_stops_neither_sampling_nor_shutdown() {
+    let addr = free_addr();
+    let dead = free_addr();
+    let url = format!("postgres://watcher@{dead}/app");
+    let file = TempFile::new("database:\n  interval_seconds: 0.2\n  statement_timeout_seconds: 0.2\n  lock_timeout_seconds: 0.1\n  reconnect_max_backoff_seconds: 0.2\n");
+    let mut child = spawn(
+        &[
+            "--config",
+            file.0.to_str().unwrap(),
+            "--listen",
+            &addr.to_string(),
+            "--log-level",
+            "debug",
+        ],
+        &[("DATABASE_URL", url.as_str())],
+    );
+    drop(child.stderr.take());
+    // Every failed sample is logged at debug: the sampler logs into the closed pipe again
+    // and again, and keeps counting.
+    let errors = |m: &str| {
+        value(
+            m,
+            &format!(r#"poolwatch_pg_sample_errors_total{{database="{dead}",kind="connect"}}"#),
+        )
+        .unwrap_or(0.0)
+    };
+    let first = errors(&wait_http(addr, "/metrics", |m| errors(m) >= 3.0).await);
+    wait_http(addr, "/metrics", |m| errors(m) >= first + 5.0).await;
+    let (code, _, took) = terminate(child);
+    assert_eq!(code, Some(0), "stops cleanly on SIGTERM");
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+}
