@@ -12,7 +12,10 @@
 //! Pools are attributed to a database ([`Fleet::database_of`]): the one the push named,
 //! else the database where backends carry the pool's `application_name` (or the
 //! application's name), the most of them when several have some (ties by name), else
-//! none: [`config::UNATTRIBUTED`]. Unattributed pools are analysed by a ticker of their
+//! the database with the most backends whose `client_addr` is the push's TCP peer
+//! address (the same tie rule; loopback addresses included), else none:
+//! [`config::UNATTRIBUTED`]. The counts by name and by address are taken once per
+//! sample of each database, not per pool. Unattributed pools are analysed by a ticker of their
 //! own, without a server view.
 
 pub mod config;
@@ -48,30 +51,45 @@ pub struct Member {
     /// Its tasks; waited for when it stops, so its session is closed before a
     /// replacement opens one.
     tasks: TaskTracker,
-    /// Backends per `application_name` in the latest sample, computed once per sample.
-    names: Mutex<NamesCache>,
+    /// Backends per `application_name` and per `client_addr` in the latest sample,
+    /// computed once per sample.
+    counts: Mutex<CountsCache>,
+}
+
+/// Backends of one sample, counted by `application_name` and by client address.
+#[derive(Default)]
+struct Counts {
+    /// Per `application_name`.
+    names: HashMap<String, u32>,
+    /// Per `client_addr` (IPv4-mapped IPv6 folded into IPv4); Unix-socket backends
+    /// (no address) are not counted.
+    addrs: HashMap<IpAddr, u32>,
 }
 
 /// The sample the counts were taken from, and the counts.
-type NamesCache = (Option<Arc<Sample>>, Arc<HashMap<String, u32>>);
+type CountsCache = (Option<Arc<Sample>>, Arc<Counts>);
 
 impl Member {
-    /// Backends per `application_name` in the latest sample (empty while down).
-    fn names(&self) -> Arc<HashMap<String, u32>> {
+    /// Backends per `application_name` and per client address in the latest sample
+    /// (empty while down).
+    fn counts(&self) -> Arc<Counts> {
         let state = self.server.borrow().clone();
         let sample = state.sample.clone().filter(|_| state.up);
-        let mut cache = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let same = match (&cache.0, &sample) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
             _ => false,
         };
         if !same {
-            let mut m = HashMap::new();
+            let mut c = Counts::default();
             for b in sample.iter().flat_map(|s| s.backends.iter()) {
-                *m.entry(b.application_name.clone()).or_insert(0u32) += 1;
+                *c.names.entry(b.application_name.clone()).or_insert(0) += 1;
+                if let Ok(ip) = b.client_addr.trim().parse::<IpAddr>() {
+                    *c.addrs.entry(ip.to_canonical()).or_insert(0) += 1;
+                }
             }
-            *cache = (sample, Arc::new(m));
+            *cache = (sample, Arc::new(c));
         }
         cache.1.clone()
     }
@@ -255,7 +273,7 @@ impl Fleet {
             reports,
             cancel,
             tasks,
-            names: Mutex::new((None, Arc::new(HashMap::new()))),
+            counts: Mutex::new((None, Arc::new(Counts::default()))),
         })
     }
 
@@ -300,24 +318,29 @@ impl Fleet {
                 return named.clone();
             }
         }
+        let counts: Vec<(&str, Arc<Counts>)> = members
+            .iter()
+            .map(|(n, m)| (n.as_str(), m.counts()))
+            .collect();
         let wanted = [cut(&entry.snapshot.application_name), cut(&key.app)];
-        let mut best: Option<(u32, &str)> = None;
-        for (name, m) in &members {
-            let names = m.names();
-            let n: u32 = if wanted[0] == wanted[1] {
-                names.get(wanted[0]).copied().unwrap_or(0)
+        let by_name = most(&counts, |c| {
+            if wanted[0] == wanted[1] {
+                c.names.get(wanted[0]).copied().unwrap_or(0)
             } else {
                 wanted
                     .iter()
                     .filter(|w| !w.is_empty())
-                    .map(|w| names.get(*w).copied().unwrap_or(0))
+                    .map(|w| c.names.get(*w).copied().unwrap_or(0))
                     .sum()
-            };
-            if n > 0 && best.is_none_or(|(b, _)| n > b) {
-                best = Some((n, name));
             }
-        }
-        best.map_or_else(|| UNATTRIBUTED.to_string(), |(_, n)| n.to_string())
+        });
+        let by_addr = || {
+            let peer = entry.snapshot.peer?;
+            most(&counts, |c| c.addrs.get(&peer).copied().unwrap_or(0))
+        };
+        by_name
+            .or_else(by_addr)
+            .map_or_else(|| UNATTRIBUTED.to_string(), str::to_string)
     }
 
     /// Stops every member and waits until their sessions are closed.
@@ -326,6 +349,18 @@ impl Fleet {
         self.tasks.close();
         self.tasks.wait().await;
     }
+}
+
+/// The database with the most backends by `count` (at least one; ties: the first name).
+fn most<'a>(counts: &[(&'a str, Arc<Counts>)], count: impl Fn(&Counts) -> u32) -> Option<&'a str> {
+    let mut best: Option<(u32, &str)> = None;
+    for (name, c) in counts {
+        let n = count(c);
+        if n > 0 && best.is_none_or(|(b, _)| n > b) {
+            best = Some((n, name));
+        }
+    }
+    best.map(|(_, n)| n)
 }
 
 /// A pool filter for the analysis of database `name`.

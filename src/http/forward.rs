@@ -14,15 +14,20 @@ use crate::ingest::forward::parse_forward;
 
 /// Reads, parses and stores one forward.
 pub async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
+    // The sidecar runs in the application's pod: its address is the application's.
+    let peer = super::peer_of(&req);
     let body = match read_body(req, ctx).await {
         Ok(body) => body,
         Err(e) => return reject(ctx, "forward", e),
     };
     let max = ctx.store.max_pools();
-    let pools = match body.parse(move |b| parse_forward(b, max)).await {
+    let mut pools = match body.parse(move |b| parse_forward(b, max)).await {
         Ok(pools) => pools,
         Err(e) => return reject(ctx, "forward", e),
     };
+    for f in &mut pools {
+        f.push.snapshot.peer = peer;
+    }
     match ctx
         .store
         .apply_forwarded(pools, Instant::now(), crate::unix_now())

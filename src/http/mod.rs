@@ -34,6 +34,7 @@ pub mod web;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -53,6 +54,16 @@ use tokio_util::sync::CancellationToken;
 
 use self::config::HttpConfig;
 use crate::store::Store;
+
+/// The TCP peer address of the connection a request arrived on (IPv4-mapped IPv6 folded
+/// into IPv4); `X-Forwarded-For` and the like are not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer(pub IpAddr);
+
+/// The peer address of `req`'s connection, when it came through [`serve`].
+pub fn peer_of(req: &Request<Incoming>) -> Option<IpAddr> {
+    req.extensions().get::<Peer>().map(|p| p.0)
+}
 
 /// What every request handler can reach.
 pub struct Ctx {
@@ -178,6 +189,8 @@ impl hyper::body::Body for Body {
 
 /// Serves `listener` until `cancel` fires, then drains open connections for at most
 /// `grace`.
+///
+/// Every request carries its connection's TCP peer address as a [`Peer`] extension.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<Ctx>,
@@ -230,8 +243,10 @@ pub async fn serve(
         let stream = WriteDeadline::new(stream, timeout);
         let tls = ctx.web.as_ref().and_then(|w| w.borrow().tls.clone());
         let ctx = ctx.clone();
-        let svc = service_fn(move |req| {
+        let peer_ip = Peer(peer.ip().to_canonical());
+        let svc = service_fn(move |mut req: Request<Incoming>| {
             let ctx = ctx.clone();
+            req.extensions_mut().insert(peer_ip);
             async move { Ok::<_, Infallible>(route(req, &ctx, routes).await) }
         });
         let watcher = graceful.watcher();

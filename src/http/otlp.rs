@@ -197,6 +197,7 @@ async fn receive(
     ctx: &Ctx,
     encoding: Encoding,
 ) -> Result<Rejected, IngestError> {
+    let peer = super::peer_of(&req);
     // Content-Encoding as on every push endpoint: gzip (inflated there) or identity.
     let body = super::push::read_body(req, ctx).await?;
     let export = body
@@ -258,6 +259,7 @@ async fn receive(
             ),
         }
     }
+    super::push::set_peer(&mut pushes, peer);
     ctx.store
         .replace(Source::Otlp, pushes, &[], now, crate::unix_now())?;
     for (key, series) in kept {

@@ -6,6 +6,7 @@
 //! being read and parsed take at once, and [`read_body`].
 
 use std::io::Read;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +65,7 @@ impl IngestMetrics {
 /// `POST /api/v1/pools/{app}/{pool}`.
 pub async fn pool(req: Request<Incoming>, ctx: &Ctx, app: &str, pool: &str) -> Response<Body> {
     let query = req.uri().query().map(str::to_string);
+    let peer = super::peer_of(&req);
     let body = match read_body(req, ctx).await {
         Ok(body) => body,
         Err(e) => return reject(ctx, "json", e),
@@ -77,28 +79,35 @@ pub async fn pool(req: Request<Incoming>, ctx: &Ctx, app: &str, pool: &str) -> R
         .parse(move |b| parse_pool(b, &app, &pool, query.as_deref(), &instance))
         .await;
     match parsed {
-        Ok((format, push)) => store(ctx, format.as_str(), vec![push]),
+        Ok((format, push)) => store(ctx, format.as_str(), vec![push], peer),
         Err(e) => reject(ctx, "json", e),
     }
 }
 
 /// `POST /api/v1/pools`.
 pub async fn batch(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
+    let peer = super::peer_of(&req);
     let body = match read_body(req, ctx).await {
         Ok(body) => body,
         Err(e) => return reject(ctx, "batch", e),
     };
     let (instance, max) = (ctx.default_instance.clone(), ctx.store.max_pools_per_app());
     match body.parse(move |b| parse_batch(b, &instance, max)).await {
-        Ok(pushes) => store(ctx, "batch", pushes),
+        Ok(pushes) => store(ctx, "batch", pushes, peer),
         Err(e) => reject(ctx, "batch", e),
     }
 }
 
-fn store(ctx: &Ctx, format: &str, pushes: Vec<PoolPush>) -> Response<Body> {
+fn store(
+    ctx: &Ctx,
+    format: &str,
+    mut pushes: Vec<PoolPush>,
+    peer: Option<IpAddr>,
+) -> Response<Body> {
     if let Some(e) = unknown_database(ctx, &pushes) {
         return reject(ctx, format, e);
     }
+    set_peer(&mut pushes, peer);
     let unix = crate::unix_now();
     match ctx.store.apply(pushes, Instant::now(), unix) {
         Ok(n) => {
@@ -106,6 +115,14 @@ fn store(ctx: &Ctx, format: &str, pushes: Vec<PoolPush>) -> Response<Body> {
             json(StatusCode::OK, &serde_json::json!({ "accepted": n }))
         }
         Err(e) => reject(ctx, format, e),
+    }
+}
+
+/// Records the connection's peer address with every pool of a push (the third
+/// attribution rule of a `databases` list: [`crate::fleet::Fleet::database_of`]).
+pub(crate) fn set_peer(pushes: &mut [PoolPush], peer: Option<IpAddr>) {
+    for p in pushes {
+        p.snapshot.peer = peer;
     }
 }
 

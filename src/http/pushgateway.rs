@@ -122,6 +122,7 @@ type Outcome = Result<(&'static str, usize), (&'static str, IngestError)>;
 
 async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outcome {
     let key = parse_push_path(req.uri().path()).map_err(|e| (UNKNOWN, e))?;
+    let peer = super::peer_of(&req);
     let now = Instant::now();
     let unix = crate::unix_now();
     if method == group::Method::Delete {
@@ -184,13 +185,14 @@ async fn push(req: Request<Incoming>, ctx: &Ctx, method: group::Method) -> Outco
     let group = group::apply(current.map(|s| &s.group), method, families)
         .map_err(|e| (label, e))?
         .unwrap_or_default();
-    let mapped = map_group(
+    let mut mapped = map_group(
         &key,
         group.families(),
         &ctx.default_instance,
         ctx.groups.max_groups,
     )
     .map_err(|e| (label, e))?;
+    super::push::set_peer(&mut mapped.pools, peer);
     let new_keys: Vec<PoolKey> = mapped.pools.iter().map(|p| p.key.clone()).collect();
     let gone: Vec<PoolKey> = current
         .map(|s| {

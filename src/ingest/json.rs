@@ -461,6 +461,7 @@ pub(super) fn canonical(
     };
     Ok(PoolSnapshot {
         database: None,
+        peer: None,
         max_open: f.count("max_open")?.filter(|&m| m > 0),
         open,
         in_use,
@@ -498,6 +499,7 @@ fn dbstats(obj: &Map<String, Value>) -> Result<PoolSnapshot, IngestError> {
     };
     Ok(PoolSnapshot {
         database: None,
+        peer: None,
         max_open: f.count("MaxOpenConnections")?.filter(|&m| m > 0),
         open: required("OpenConnections")?,
         in_use: Some(required("InUse")?),

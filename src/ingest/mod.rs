@@ -60,6 +60,11 @@ pub struct PoolSnapshot {
     /// The database of the `databases` list the push named (query parameter `database`
     /// or batch field `database`); checked against the list by the push handler.
     pub database: Option<String>,
+    /// The TCP peer address of the connection the push arrived on (for a forward, the
+    /// sidecar's, which shares the application's pod IP), set by the HTTP handler from the
+    /// connection, never from the body; the third attribution rule of a `databases` list
+    /// matches it against backends' `client_addr`. Not exported.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// A validated snapshot and the pool it belongs to.

@@ -572,6 +572,7 @@ fn snapshot(
     };
     Ok(Ok(PoolSnapshot {
         database: None,
+        peer: None,
         max_open: count(MaxOpen)?.filter(|&m| m > 0),
         open,
         in_use,
