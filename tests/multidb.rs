@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use common::{value, Daemon, Pg};
@@ -21,6 +22,9 @@ async fn poolwatch_sessions(pg: &Pg) -> (i64, Option<i32>) {
         .unwrap();
     (row.get(0), row.get(1))
 }
+
+/// A loopback address no test client connects to a database from.
+const NOWHERE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
 
 fn list(entries: &[(&str, String)]) -> String {
     let mut y = String::from(
@@ -232,7 +236,8 @@ async fn pushes_are_joined_to_the_database_they_name_or_where_their_backends_are
             r#"{"open":2,"in_use":0,"idle":2}"#,
         ),
     ] {
-        let r = d.push(path, body).await;
+        // From an address no backend has, so that no rule places the last one.
+        let r = d.push_from(NOWHERE, path, body).await;
         assert_eq!(r.status, 200, "{path}: {}", r.body);
     }
     let open = |db: &str, app: &str| {
@@ -317,6 +322,77 @@ async fn pushes_are_joined_to_the_database_they_name_or_where_their_backends_are
     }
     let m = d.metrics().await;
     assert!(!m.contains("app=\"late\""), "{m}");
+    d.stop().await;
+}
+
+const APP_LEDGER_ON_B: &str = "poolwatch_app_pool_open_connections{database=\"b\",app=\"ledger\"}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_no_name_places_is_joined_to_the_database_its_address_connects_to() {
+    let (a, b) = (Pg::start(), Pg::start());
+    let app_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    // The application's sessions on b carry no application_name (nor its name), from
+    // 127.0.0.2; a and b also have sessions from 127.0.0.1, under other names.
+    let _app = [
+        b.client_from(app_ip, "").await,
+        b.client_from(app_ip, "").await,
+    ];
+    let _others = [a.client("other").await, b.client("other").await];
+    let c = b.client("poolwatch-test-observer").await;
+    let row = c
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE host(client_addr) = '127.0.0.2' AND application_name = ''",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2, "the sessions from 127.0.0.2");
+    let d = Daemon::start(&list(&[("a", a.url()), ("b", b.url())])).await;
+    d.wait_metrics(Duration::from_secs(20), "both up", |m| {
+        up(m, "a") == Some(1.0) && up(m, "b") == Some(1.0)
+    })
+    .await;
+    // JSON from the application's address; a forward from it (a sidecar in its pod); a
+    // push from an address that holds no session.
+    let r = d
+        .push_from(
+            app_ip,
+            "/api/v1/pools/ledger/main",
+            r#"{"open":2,"in_use":1,"idle":1}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let forward = r#"{"sent_at": 1764700000, "pools": [{"app": "ledger-sidecar", "pool": "main", "pushed_at": 1764700000, "open": 2}]}"#;
+    let r = d.push_from(app_ip, "/api/v1/forward", forward).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = d
+        .push_from(
+            NOWHERE,
+            "/api/v1/pools/stray/main",
+            r#"{"open":1,"in_use":0,"idle":1}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let pool_open = |db: &str, app: &str| {
+        format!("poolwatch_pool_open_connections{{database=\"{db}\",app=\"{app}\",pool=\"main\"}}")
+    };
+    let m = d
+        .wait_metrics(Duration::from_secs(10), "the pools attributed", |m| {
+            value(m, &pool_open("b", "ledger")).is_some()
+                && value(m, &pool_open("b", "ledger-sidecar")).is_some()
+                && value(m, &pool_open("__unattributed__", "stray")).is_some()
+                && value(m, APP_LEDGER_ON_B).is_some()
+        })
+        .await;
+    assert_eq!(value(&m, &pool_open("b", "ledger")), Some(2.0), "{m}");
+    assert_eq!(value(&m, &pool_open("a", "ledger")), None, "{m}");
+    assert_eq!(
+        value(&m, &pool_open("__unattributed__", "ledger")),
+        None,
+        "{m}"
+    );
+    // The analysis of b has the pool too.
+    assert_eq!(value(&m, APP_LEDGER_ON_B), Some(2.0), "{m}");
     d.stop().await;
 }
 

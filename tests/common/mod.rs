@@ -153,6 +153,12 @@ impl Pg {
                 conf.push_str(&format!("{k} = '{v}'\n"));
             }
         }
+        // initdb trusts 127.0.0.1 only; tests also connect from other loopback addresses
+        // (client-address attribution), so the whole of 127.0.0.0/8 is trusted.
+        let hba_path = pg.dir.join("pg_hba.conf");
+        let mut hba = std::fs::read_to_string(&hba_path).expect("read pg_hba.conf");
+        hba.push_str("host all all 127.0.0.0/8 trust\n");
+        std::fs::write(&hba_path, hba).expect("write pg_hba.conf");
         let conf_path = pg.dir.join("postgresql.auto.conf");
         // Written as the cluster's owner would; readable by it either way.
         std::fs::write(&conf_path, conf).expect("write postgresql.auto.conf");
@@ -241,6 +247,26 @@ impl Pg {
         cfg.application_name(application_name);
         let (client, conn) = cfg
             .connect(tokio_postgres::NoTls)
+            .await
+            .expect("test client connects");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    /// A client session named `application_name` whose TCP connection comes from `local`
+    /// (a loopback address such as 127.0.0.2), as `client_addr` shows it.
+    pub async fn client_from(
+        &self,
+        local: std::net::IpAddr,
+        application_name: &str,
+    ) -> tokio_postgres::Client {
+        let stream = connect_from(local, SocketAddr::from(([127, 0, 0, 1], self.port))).await;
+        let mut cfg: tokio_postgres::Config = self.url().parse().expect("url");
+        cfg.application_name(application_name);
+        let (client, conn) = cfg
+            .connect_raw(stream, tokio_postgres::NoTls)
             .await
             .expect("test client connects");
         tokio::spawn(async move {
@@ -388,6 +414,11 @@ impl Daemon {
         http(self.push_addr, "POST", path, Some(body.as_bytes())).await
     }
 
+    /// [`Daemon::push`] from the local address `local` (the push's peer address).
+    pub async fn push_from(&self, local: std::net::IpAddr, path: &str, body: &str) -> Resp {
+        http_from(local, self.push_addr, "POST", path, Some(body.as_bytes())).await
+    }
+
     /// Polls /metrics until `pred` holds or `timeout` passes; returns the last output.
     pub async fn wait_metrics(
         &self,
@@ -454,6 +485,34 @@ impl Resp {
 
 /// One HTTP/1.1 request with `Connection: close`.
 pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> Resp {
+    raw(addr, &request(addr, method, path, body)).await
+}
+
+/// [`http`] from the local address `local` (a loopback address such as 127.0.0.2).
+pub async fn http_from(
+    local: std::net::IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Resp {
+    exchange(
+        connect_from(local, addr).await,
+        &request(addr, method, path, body),
+    )
+    .await
+}
+
+/// A TCP connection to `addr` from `local` (any port).
+pub async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(local, 0))
+        .expect("bind the local address");
+    socket.connect(addr).await.expect("connect")
+}
+
+fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> Vec<u8> {
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n").into_bytes();
     if let Some(b) = body {
@@ -468,12 +527,15 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]
     } else {
         req.extend_from_slice(b"\r\n");
     }
-    raw(addr, &req).await
+    req
 }
 
 /// Sends raw bytes and parses the response.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> Resp {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
+    exchange(TcpStream::connect(addr).await.expect("connect"), request).await
+}
+
+async fn exchange(mut s: TcpStream, request: &[u8]) -> Resp {
     s.write_all(request).await.expect("write request");
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
