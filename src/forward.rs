@@ -383,6 +383,8 @@ mod tests {
             max_idle_time_seconds: Some(300.0),
             application_name: "shop-api".into(),
             database: None,
+            // Not in the body: the central instance records the sidecar's own address.
+            peer: None,
         };
         let key = |instance: &str| PoolKey {
             app: "shop".into(),

@@ -92,6 +92,7 @@ fn render(mode: &str) -> String {
                 max_idle_time_seconds: Some(300.0),
                 application_name: "billing".into(),
                 database: None,
+                peer: None,
             },
         },
         PoolPush {
