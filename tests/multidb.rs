@@ -37,6 +37,11 @@ fn list(entries: &[(&str, String)]) -> String {
     y
 }
 
+/// The open connections of pool `main` of `app`, attributed to `db`.
+fn pool_open(db: &str, app: &str) -> String {
+    format!("poolwatch_pool_open_connections{{database=\"{db}\",app=\"{app}\",pool=\"main\"}}")
+}
+
 fn up(m: &str, db: &str) -> Option<f64> {
     value(m, &format!("poolwatch_pg_up{{database=\"{db}\"}}"))
 }
@@ -243,9 +248,6 @@ async fn pushes_are_joined_to_the_database_they_name_or_where_their_backends_are
     let open = |db: &str, app: &str| {
         format!("poolwatch_app_pool_open_connections{{database=\"{db}\",app=\"{app}\"}}")
     };
-    let pool_open = |db: &str, app: &str| {
-        format!("poolwatch_pool_open_connections{{database=\"{db}\",app=\"{app}\",pool=\"main\"}}")
-    };
     let m = d
         .wait_metrics(Duration::from_secs(10), "the pools analysed", |m| {
             value(m, &open("__unattributed__", "cron")).is_some()
@@ -354,28 +356,23 @@ async fn a_pool_no_name_places_is_joined_to_the_database_its_address_connects_to
     .await;
     // JSON from the application's address; a forward from it (a sidecar in its pod); a
     // push from an address that holds no session.
-    let r = d
-        .push_from(
+    let forward = r#"{"sent_at": 1764700000, "pools": [{"app": "ledger-sidecar", "pool": "main", "pushed_at": 1764700000, "open": 2}]}"#;
+    for (from, path, body) in [
+        (
             app_ip,
             "/api/v1/pools/ledger/main",
             r#"{"open":2,"in_use":1,"idle":1}"#,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let forward = r#"{"sent_at": 1764700000, "pools": [{"app": "ledger-sidecar", "pool": "main", "pushed_at": 1764700000, "open": 2}]}"#;
-    let r = d.push_from(app_ip, "/api/v1/forward", forward).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let r = d
-        .push_from(
+        ),
+        (app_ip, "/api/v1/forward", forward),
+        (
             NOWHERE,
             "/api/v1/pools/stray/main",
             r#"{"open":1,"in_use":0,"idle":1}"#,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let pool_open = |db: &str, app: &str| {
-        format!("poolwatch_pool_open_connections{{database=\"{db}\",app=\"{app}\",pool=\"main\"}}")
-    };
+        ),
+    ] {
+        let r = d.push_from(from, path, body).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
     let m = d
         .wait_metrics(Duration::from_secs(10), "the pools attributed", |m| {
             value(m, &pool_open("b", "ledger")).is_some()
