@@ -107,50 +107,6 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// What makes a reloader re-read its files: SIGHUP, or a timer tick at which it compares
-/// the files with the last read.
-pub struct Triggers {
-    /// SIGHUP, when it can be handled.
-    hangup: Option<tokio::signal::unix::Signal>,
-    /// The poll timer.
-    timer: tokio::time::Interval,
-}
-
-impl Triggers {
-    /// SIGHUP and a tick every `poll`; `what` names the reloaded files in the warning
-    /// logged when SIGHUP cannot be handled.
-    pub fn new(poll: Duration, what: &str) -> Triggers {
-        use tokio::signal::unix::{signal, SignalKind};
-        let hangup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot handle SIGHUP; {what} is still re-read when it changes");
-                None
-            }
-        };
-        let mut timer = tokio::time::interval(poll);
-        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Triggers { hangup, timer }
-    }
-
-    /// The next trigger: `Some(true)` for SIGHUP (re-read whatever the files say),
-    /// `Some(false)` for a tick (re-read if they changed), `None` once `cancel` fires.
-    pub async fn next(&mut self, cancel: &tokio_util::sync::CancellationToken) -> Option<bool> {
-        let hup = async {
-            match self.hangup.as_mut() {
-                Some(h) => h.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => None,
-            _ = hup => Some(true),
-            _ = self.timer.tick() => Some(false),
-        }
-    }
-}
-
 /// Every problem found in a configuration, reported together.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {

@@ -43,6 +43,7 @@ pub mod http;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
+pub mod reload;
 pub mod sampler;
 pub mod store;
 pub mod tick;

@@ -85,7 +85,7 @@ impl Reloader {
 
     /// Watches until `cancel` fires.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let mut triggers = config::Triggers::new(POLL, "the databases list");
+        let mut triggers = crate::reload::Triggers::new(POLL, "the databases list");
         while let Some(forced) = triggers.next(&cancel).await {
             let now = text_hash(&self.file);
             if !forced && now == self.seen {

@@ -434,7 +434,7 @@ impl Reloader {
 
     /// Watches until `cancel` fires.
     pub async fn run(mut self, cancel: tokio_util::sync::CancellationToken) {
-        let mut triggers = crate::config::Triggers::new(POLL, "the web configuration");
+        let mut triggers = crate::reload::Triggers::new(POLL, "the web configuration");
         while let Some(forced) = triggers.next(&cancel).await {
             let path = self.seen.path.clone();
             // Reading a few small files, and bcrypt's check of each user on a change, are
