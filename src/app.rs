@@ -145,10 +145,6 @@ impl Core {
             Some(db) => {
                 let (sampler, rx) = Sampler::register(&registry, db)?;
                 views.add(ServerCollector::new(rx.clone(), consts.clone()));
-                views.add(crate::metrics::limits::LimitCollector::new(
-                    rx.clone(),
-                    consts.clone(),
-                ));
                 (Some(sampler), Some(rx))
             }
             None => (None, None),

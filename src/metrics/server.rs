@@ -59,11 +59,15 @@ impl ServerCollector {
 impl View for ServerCollector {
     fn families(&self) -> Vec<Family<'static>> {
         let state = self.rx.borrow().clone();
+        // The role and database limits come from the same sample.
         let mut f: Vec<Family> = SPECS
             .iter()
+            .chain(super::limits::SPECS)
             .map(|s| Family::with_consts(s, &self.consts))
             .collect();
-        render(&mut f, &state);
+        let (server, limits) = f.split_at_mut(SPECS.len());
+        render(server, &state);
+        super::limits::render(limits, &state);
         f
     }
 }
