@@ -47,3 +47,47 @@ impl Triggers {
         }
     }
 }
+
+/// A reloader's two series: `<prefix>_reloads_total{outcome}` (success, failure; both
+/// present from the start) and `<prefix>_last_reload_successful` (1 at start).
+pub struct Outcomes {
+    reloads: prometheus::IntCounterVec,
+    last_ok: prometheus::IntGauge,
+}
+
+impl Outcomes {
+    /// Registers `<prefix>_reloads_total` and `<prefix>_last_reload_successful` with
+    /// their help texts.
+    pub fn register(
+        registry: &prometheus::Registry,
+        prefix: &str,
+        reloads_help: &str,
+        last_ok_help: &str,
+    ) -> prometheus::Result<Outcomes> {
+        let reloads = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(format!("{prefix}_reloads_total"), reloads_help),
+            &["outcome"],
+        )?;
+        for outcome in ["success", "failure"] {
+            reloads.with_label_values(&[outcome]);
+        }
+        let last_ok =
+            prometheus::IntGauge::new(format!("{prefix}_last_reload_successful"), last_ok_help)?;
+        last_ok.set(1);
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(last_ok.clone()))?;
+        Ok(Outcomes { reloads, last_ok })
+    }
+
+    /// A reload is in force.
+    pub fn succeeded(&self) {
+        self.reloads.with_label_values(&["success"]).inc();
+        self.last_ok.set(1);
+    }
+
+    /// A reload failed; the previous state stays in force.
+    pub fn failed(&self) {
+        self.reloads.with_label_values(&["failure"]).inc();
+        self.last_ok.set(0);
+    }
+}

@@ -14,11 +14,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
 use super::Fleet;
 use crate::config::{self, FlagValues};
+use crate::reload::Outcomes;
 
 /// How often the file's text is compared with the last one read.
 const POLL: Duration = Duration::from_secs(1);
@@ -34,10 +35,8 @@ pub struct Reloader {
     /// Hash of the file's text as last read (read at start, or by the last attempt), so
     /// a bad file is not retried every second, only after a change or on SIGHUP.
     seen: Option<u64>,
-    /// `poolwatch_config_reloads_total{outcome}`.
-    reloads: IntCounterVec,
-    /// `poolwatch_config_last_reload_successful`.
-    last_ok: IntGauge,
+    /// `poolwatch_config_reloads_total{outcome}`, `poolwatch_config_last_reload_successful`.
+    outcomes: Outcomes,
 }
 
 fn text_hash(file: &PathBuf) -> Option<u64> {
@@ -55,31 +54,19 @@ impl Reloader {
         file: PathBuf,
         flags: FlagValues,
     ) -> prometheus::Result<Reloader> {
-        let reloads = IntCounterVec::new(
-            Opts::new(
-                "poolwatch_config_reloads_total",
-                "Reloads of the configuration file's databases list (the file changed, or SIGHUP), by outcome: success (in force) or failure (logged; the databases watched before keep going).",
-            ),
-            &["outcome"],
-        )?;
-        for outcome in ["success", "failure"] {
-            reloads.with_label_values(&[outcome]);
-        }
-        let last_ok = IntGauge::new(
-            "poolwatch_config_last_reload_successful",
+        let outcomes = Outcomes::register(
+            registry,
+            "poolwatch_config",
+            "Reloads of the configuration file's databases list (the file changed, or SIGHUP), by outcome: success (in force) or failure (logged; the databases watched before keep going).",
             "1 when the last read of the configuration file is in force, 0 when it was invalid and the databases watched before keep going.",
         )?;
-        last_ok.set(1);
-        registry.register(Box::new(reloads.clone()))?;
-        registry.register(Box::new(last_ok.clone()))?;
         let seen = text_hash(&file);
         Ok(Reloader {
             fleet,
             file,
             flags,
             seen,
-            reloads,
-            last_ok,
+            outcomes,
         })
     }
 
@@ -129,12 +116,10 @@ impl Reloader {
             ?stopped,
             "configuration reloaded; settings other than the databases list take effect at the next restart"
         );
-        self.reloads.with_label_values(&["success"]).inc();
-        self.last_ok.set(1);
+        self.outcomes.succeeded();
     }
 
     fn failed(&self) {
-        self.reloads.with_label_values(&["failure"]).inc();
-        self.last_ok.set(0);
+        self.outcomes.failed();
     }
 }

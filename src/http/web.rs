@@ -382,10 +382,9 @@ pub struct Reloader {
     /// The files as last read, whether that read became the configuration or not: the
     /// same bad files are not retried every second, only after a change or on SIGHUP.
     seen: Files,
-    /// `poolwatch_web_config_reloads_total{outcome}`.
-    reloads: prometheus::IntCounterVec,
+    /// `poolwatch_web_config_reloads_total{outcome}`,
     /// `poolwatch_web_config_last_reload_successful`.
-    last_ok: prometheus::IntGauge,
+    outcomes: crate::reload::Outcomes,
     /// `poolwatch_web_config_last_reload_success_timestamp_seconds`.
     last_success: prometheus::Gauge,
 }
@@ -397,36 +396,24 @@ impl Reloader {
         registry: &prometheus::Registry,
         initial: WebConfig,
     ) -> prometheus::Result<(Reloader, tokio::sync::watch::Receiver<Arc<WebConfig>>)> {
-        let reloads = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "poolwatch_web_config_reloads_total",
-                "Re-reads of web_config_file (its files changed, or SIGHUP), by outcome: success (now in force) or failure (logged; the previous configuration keeps serving).",
-            ),
-            &["outcome"],
-        )?;
-        for outcome in ["success", "failure"] {
-            reloads.with_label_values(&[outcome]);
-        }
-        let last_ok = prometheus::IntGauge::new(
-            "poolwatch_web_config_last_reload_successful",
+        let outcomes = crate::reload::Outcomes::register(
+            registry,
+            "poolwatch_web_config",
+            "Re-reads of web_config_file (its files changed, or SIGHUP), by outcome: success (now in force) or failure (logged; the previous configuration keeps serving).",
             "1 when the last read of web_config_file is the configuration in force, 0 when it failed and an older one serves.",
         )?;
-        last_ok.set(1);
         let last_success = prometheus::Gauge::new(
             "poolwatch_web_config_last_reload_success_timestamp_seconds",
             "When the web configuration in force was read (at start or by the last successful reload), Unix seconds.",
         )?;
         last_success.set(crate::unix_now());
-        registry.register(Box::new(reloads.clone()))?;
-        registry.register(Box::new(last_ok.clone()))?;
         registry.register(Box::new(last_success.clone()))?;
         let seen = initial.files.clone();
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(initial));
         let reloader = Reloader {
             tx,
             seen,
-            reloads,
-            last_ok,
+            outcomes,
             last_success,
         };
         Ok((reloader, rx))
@@ -463,14 +450,12 @@ impl Reloader {
         match built {
             Ok(web) => {
                 self.tx.send_replace(Arc::new(web));
-                self.reloads.with_label_values(&["success"]).inc();
-                self.last_ok.set(1);
+                self.outcomes.succeeded();
                 self.last_success.set(crate::unix_now());
                 tracing::info!(file = %self.seen.path.display(), trigger, "web configuration reloaded");
             }
             Err(problem) => {
-                self.reloads.with_label_values(&["failure"]).inc();
-                self.last_ok.set(0);
+                self.outcomes.failed();
                 tracing::error!(file = %self.seen.path.display(), trigger, %problem, "web configuration not reloaded; the previous one keeps serving");
             }
         }
