@@ -32,24 +32,24 @@ pub struct Listeners {
 impl Listeners {
     /// Binds the configured addresses.
     pub async fn bind(cfg: &Config) -> io::Result<Listeners> {
-        let metrics = bind(cfg.listen_address).await.map_err(|e| {
+        let metrics = bind(cfg.daemon.listen_address).await.map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
                     "cannot listen on {} (listen_address): {e}",
-                    cfg.listen_address
+                    cfg.daemon.listen_address
                 ),
             )
         })?;
-        let push = if cfg.push_listen_address == cfg.listen_address {
+        let push = if cfg.daemon.push_listen_address == cfg.daemon.listen_address {
             None
         } else {
-            Some(bind(cfg.push_listen_address).await.map_err(|e| {
+            Some(bind(cfg.daemon.push_listen_address).await.map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!(
                         "cannot listen on {} (push_listen_address): {e}",
-                        cfg.push_listen_address
+                        cfg.daemon.push_listen_address
                     ),
                 )
             })?)
@@ -133,8 +133,10 @@ impl Core {
         let consts = metrics::ConstLabels::database(cfg.database_label.as_deref());
         let mut views = metrics::Views::default();
         let ingest = IngestMetrics::register(&registry)?;
-        let open_connections =
-            http::register_connections(&registry, cfg.push_listen_address != cfg.listen_address)?;
+        let open_connections = http::register_connections(
+            &registry,
+            cfg.daemon.push_listen_address != cfg.daemon.listen_address,
+        )?;
         let groups = crate::http::pushgateway::Groups::register(
             &registry,
             cfg.pools.expiry,
@@ -160,9 +162,9 @@ impl Core {
         };
         let (ticker, reports) = Ticker::new(
             &cfg.analysis,
-            cfg.mode,
-            &cfg.instance,
-            cfg.pod_ip,
+            cfg.daemon.mode,
+            &cfg.daemon.instance,
+            cfg.daemon.pod_ip,
             cfg.socket.clone(),
             store.clone(),
             server_rx,
@@ -177,9 +179,9 @@ impl Core {
                 store.clone(),
                 AnalysisContext {
                     settings: cfg.analysis.clone(),
-                    mode: cfg.mode,
-                    instance: cfg.instance.clone(),
-                    pod_ip: cfg.pod_ip,
+                    mode: cfg.daemon.mode,
+                    instance: cfg.daemon.instance.clone(),
+                    pod_ip: cfg.daemon.pod_ip,
                 },
             )?;
             let attributed = f.clone();
@@ -189,12 +191,20 @@ impl Core {
             );
             views.add(FleetCollector::new(f.clone()));
             let reloader = match &cfg.source {
-                Some((file, flags)) => Some(fleet::reload::Reloader::register(
-                    &registry,
-                    f.clone(),
-                    file.clone(),
-                    flags.clone(),
-                )?),
+                Some((file, flags)) => {
+                    let (path, flags) = (file.clone(), flags.clone());
+                    let load: fleet::reload::LoadList = Arc::new(move || {
+                        crate::config::load(Some(&path), &flags, &crate::config::process_env)
+                            .map(|c| c.databases)
+                            .map_err(|e| e.to_string())
+                    });
+                    Some(fleet::reload::Reloader::register(
+                        &registry,
+                        f.clone(),
+                        file.clone(),
+                        load,
+                    )?)
+                }
                 None => None,
             };
             Some((f, reloader))
@@ -279,16 +289,16 @@ pub async fn run(
         reports,
         http: cfg.http.clone(),
         web,
-        default_instance: cfg.instance.clone(),
+        default_instance: cfg.daemon.instance.clone(),
         ready: AtomicBool::new(true),
         open_connections: core.open_connections,
     });
     let servers = TaskTracker::new();
-    let grace = cfg.shutdown_grace;
+    let grace = cfg.daemon.shutdown_grace;
     let metrics_addr = listeners.metrics.local_addr().ok();
     match listeners.push {
         None => {
-            tracing::info!(address = ?metrics_addr, mode = cfg.mode.as_str(), "serving metrics and pushes");
+            tracing::info!(address = ?metrics_addr, mode = cfg.daemon.mode.as_str(), "serving metrics and pushes");
             servers.spawn(http::serve(
                 listeners.metrics,
                 ctx.clone(),
@@ -301,7 +311,7 @@ pub async fn run(
             ));
         }
         Some(push) => {
-            tracing::info!(address = ?metrics_addr, push_address = ?push.local_addr().ok(), mode = cfg.mode.as_str(), "serving metrics; pushes on their own address");
+            tracing::info!(address = ?metrics_addr, push_address = ?push.local_addr().ok(), mode = cfg.daemon.mode.as_str(), "serving metrics; pushes on their own address");
             servers.spawn(http::serve(
                 listeners.metrics,
                 ctx.clone(),

@@ -5,12 +5,11 @@
 //! (its `Config` type, its keys with their defaults, its validation, beside its code),
 //! and this module hands the merged [`Values`] to each owner in turn and collects every
 //! problem they find, so all of them are reported at once ([`ConfigError`]; the binary
-//! exits 64) before the runtime starts. It keeps the keys that belong to the daemon as a
-//! whole (mode, instance, listeners, logging, shutdown).
+//! exits 64) before the runtime starts.
 //!
 //! | section | owner |
 //! |---|---|
-//! | `mode`, `instance`, `pod_ip`, `listen_address`, `push_listen_address`, `shutdown_grace_seconds`, `log_*` | here ([`Config`]) |
+//! | `mode`, `instance`, `pod_ip`, `listen_address`, `push_listen_address`, `shutdown_grace_seconds`, `log_*` | [`crate::daemon::DaemonConfig`] |
 //! | `http.*`, `web_config_file` | [`crate::http::config::HttpConfig`] |
 //! | `pools.*` | [`crate::store::PoolsConfig`] |
 //! | `database.*` | [`crate::sampler::config::DatabaseConfig`] |
@@ -24,67 +23,35 @@
 //! key's variables are also read here, so library callers get the same result.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::time::Duration;
 
 use serde_yaml::Value;
 
+use crate::daemon::DaemonConfig;
 use crate::fleet::config::DatabaseEntry;
 use crate::forward::config::ForwardConfig;
 use crate::http::config::HttpConfig;
 use crate::http::web::WebConfig;
-use crate::keys::{Key, Kind, Values};
+use crate::keys::{Key, Values};
 use crate::sampler::config::DatabaseConfig;
 use crate::sampler::socket::SocketConfig;
 use crate::store::PoolsConfig;
 use crate::tick::AnalysisSettings;
-use crate::Mode;
 
-/// Metrics, health and read-only API. The 9100-9999 exporter range of the Prometheus
-/// port allocations is full, so poolwatch sits outside it.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 19187);
-/// Push endpoints in sidecar mode: loopback only, so only the pod itself can push.
-pub const DEFAULT_SIDECAR_PUSH_LISTEN: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 19188);
 /// Exit code for an invalid configuration (`EX_CONFIG` is 78; exporters use 64, `EX_USAGE`).
 pub const EXIT_INVALID_CONFIG: i32 = 64;
-
-/// Log line format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// `key=value` fields then a sentence, for people.
-    Text,
-    /// One JSON object per line, for log pipelines.
-    Json,
-}
 
 /// The validated configuration the daemon runs with.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Deploy mode.
-    pub mode: Mode,
-    /// Default `instance` label for pushes that do not name one.
-    pub instance: String,
-    /// Address for `/metrics`, `/healthz`, `/readyz`.
-    pub listen_address: SocketAddr,
-    /// Address for the push endpoints; equal to `listen_address` means one listener.
-    pub push_listen_address: SocketAddr,
-    /// How long in-flight requests may finish after SIGTERM.
-    pub shutdown_grace: Duration,
-    /// `tracing` filter directive, e.g. `info` or `poolwatch=debug`.
-    pub log_level: String,
-    /// Log line format.
-    pub log_format: LogFormat,
+    /// Mode, listeners, logging, shutdown.
+    pub daemon: DaemonConfig,
     /// HTTP server limits.
     pub http: HttpConfig,
     /// TLS and basic auth for both listeners, from `web_config_file`.
     pub web: Option<WebConfig>,
     /// Pool store limits.
     pub pools: PoolsConfig,
-    /// This pod's IP (sidecar mode): backends whose `client_addr` is this IP belong to the
-    /// pod's application.
-    pub pod_ip: Option<IpAddr>,
     /// The socket view; on in sidecar mode when there are peers to count.
     pub socket: Option<SocketConfig>,
     /// Analysis timing and thresholds.
@@ -128,79 +95,9 @@ impl fmt::Display for ConfigError {
     }
 }
 
-const MODE: Key = Key::new(
-    "mode",
-    Kind::Choice(&["sidecar", "central"]),
-    "central",
-    &["POOLWATCH_MODE"],
-)
-.flag(
-    "--mode",
-    "MODE",
-    "Deploy mode: sidecar or central (default central)",
-);
-const INSTANCE: Key = Key::new("instance", Kind::Text, "-", &["POOLWATCH_INSTANCE"]).flag(
-    "--instance",
-    "NAME",
-    "Default instance label for pushes (default: $POD_NAME in sidecar mode)",
-);
-const LISTEN: Key = Key::new(
-    "listen_address",
-    Kind::Address,
-    "[::]:19187",
-    &["POOLWATCH_LISTEN_ADDRESS"],
-)
-.flag(
-    "--listen",
-    "ADDR",
-    "Address for /metrics and health (default [::]:19187: IPv4 and IPv6)",
-);
-const PUSH_LISTEN: Key = Key::new(
-    "push_listen_address",
-    Kind::Address,
-    "-",
-    &["POOLWATCH_PUSH_LISTEN_ADDRESS"],
-)
-.flag(
-    "--push-listen",
-    "ADDR",
-    "Address for pushes (default: --listen in central mode, 127.0.0.1:19188 in sidecar mode)",
-);
-const SHUTDOWN_GRACE: Key = Key::new(
-    "shutdown_grace_seconds",
-    Kind::Seconds,
-    "10",
-    &["POOLWATCH_SHUTDOWN_GRACE_SECONDS"],
-);
-const LOG_LEVEL: Key = Key::new("log_level", Kind::Text, "info", &["POOLWATCH_LOG_LEVEL"]).flag(
-    "--log-level",
-    "LEVEL",
-    "Log level or tracing filter, e.g. info or poolwatch=debug",
-);
-const LOG_FORMAT: Key = Key::new(
-    "log_format",
-    Kind::Choice(&["text", "json"]),
-    "text",
-    &["POOLWATCH_LOG_FORMAT"],
-)
-.flag("--log-format", "FORMAT", "Log format: text or json");
-const POD_IP: Key = Key::new("pod_ip", Kind::Text, "-", &["POOLWATCH_POD_IP", "POD_IP"]);
-
-/// The keys of the daemon as a whole.
-const DAEMON_KEYS: &[Key] = &[
-    MODE,
-    INSTANCE,
-    LISTEN,
-    PUSH_LISTEN,
-    SHUTDOWN_GRACE,
-    LOG_LEVEL,
-    LOG_FORMAT,
-    POD_IP,
-];
-
 /// Every section's keys.
 const SECTIONS: &[&[Key]] = &[
-    DAEMON_KEYS,
+    DaemonConfig::KEYS,
     HttpConfig::KEYS,
     PoolsConfig::KEYS,
     SocketConfig::KEYS,
@@ -308,45 +205,10 @@ fn flatten(v: &mut Values, mapping: &Value, prefix: &str, file: &Path) {
     }
 }
 
-/// Reads the daemon's own keys and hands each section to its owner.
+/// Hands each section to its owner.
 fn build(mut v: Values) -> Result<Config, ConfigError> {
-    let mode = match v.choice(&MODE) {
-        "sidecar" => Mode::Sidecar,
-        _ => Mode::Central,
-    };
-    let instance = match v.text(&INSTANCE) {
-        Some(i) => i,
-        None if mode == Mode::Sidecar => v.env("POD_NAME").unwrap_or_default(),
-        None => String::new(),
-    };
-    if instance.len() > 253 {
-        v.bad(&INSTANCE, "at most 253 characters");
-    }
-    let listen_address = v.address(&LISTEN).unwrap_or(DEFAULT_LISTEN);
-    let push_listen_address = v.address(&PUSH_LISTEN).unwrap_or(match mode {
-        Mode::Sidecar => DEFAULT_SIDECAR_PUSH_LISTEN,
-        Mode::Central => listen_address,
-    });
-    if push_listen_address != listen_address
-        && push_listen_address.port() == listen_address.port()
-        && push_listen_address.port() != 0
-    {
-        v.problem(format!(
-            "push_listen_address {push_listen_address} and listen_address {listen_address} share a port but not an address; use the same address or another port"
-        ));
-    }
-    let shutdown_grace = v.seconds(&SHUTDOWN_GRACE);
-    let log_level = v.text_or_default(&LOG_LEVEL);
-    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        v.bad(
-            &LOG_LEVEL,
-            "a level (error, warn, info, debug, trace) or a tracing filter",
-        );
-    }
-    let log_format = match v.choice(&LOG_FORMAT) {
-        "json" => LogFormat::Json,
-        _ => LogFormat::Text,
-    };
+    let daemon = DaemonConfig::from_values(&mut v);
+    let mode = daemon.mode;
     let http = HttpConfig::from_values(&mut v);
     let web = HttpConfig::web_from_values(&mut v);
     let pools = PoolsConfig::from_values(&mut v);
@@ -355,27 +217,14 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
     let databases = crate::fleet::config::from_values(&mut v, mode);
     // With a list, the libpq variables name no database of their own.
     let database = database.filter(|_| databases.is_none());
-    let pod_ip = match v.text(&POD_IP).filter(|s| !s.is_empty()) {
-        Some(ip) => ip
-            .parse::<IpAddr>()
-            .map_err(|_| v.bad(&POD_IP, "an IP address"))
-            .ok(),
-        None => None,
-    };
     let socket = SocketConfig::from_values(
         &mut v,
         mode,
         database.as_ref().and_then(DatabaseConfig::peer),
     );
-    let database_label = match &database {
-        Some(db) => Some(db.name.clone()),
-        None => database_name.or_else(|| socket.as_ref().and_then(|s| s.peers.first().cloned())),
-    };
-    if database_label.is_none() && mode == Mode::Sidecar {
-        v.warn(
-            "no database.name, database or socket.peers: series carry no database label, so the same application on two databases cannot be told apart; set database.name".into(),
-        );
-    }
+    let peers = socket.as_ref().map_or(&[][..], |s| &s.peers[..]);
+    let database_label =
+        DatabaseConfig::label(&mut v, mode, database.as_ref(), database_name, peers);
     let sample_interval = database
         .iter()
         .chain(databases.iter().flatten().map(|e| &e.db))
@@ -388,17 +237,10 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
         return Err(ConfigError { problems });
     }
     Ok(Config {
-        mode,
-        instance,
-        listen_address,
-        push_listen_address,
-        shutdown_grace,
-        log_level,
-        log_format,
+        daemon,
         http,
         web,
         pools,
-        pod_ip,
         socket,
         analysis,
         database,
@@ -413,9 +255,11 @@ fn build(mut v: Values) -> Result<Config, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::parse_address;
     use crate::keys::testing::{env, TempFile};
+    use crate::keys::{parse_address, Kind};
+    use crate::Mode;
     use std::path::PathBuf;
+    use std::time::Duration;
 
     fn load_with(
         file: Option<&str>,
@@ -435,9 +279,8 @@ mod tests {
     #[test]
     fn defaults_run_push_only_in_central_mode() {
         let c = load_with(None, &[], &[]).expect("empty config is valid");
-        assert_eq!(c.mode, Mode::Central);
-        assert_eq!(c.listen_address.to_string(), "[::]:19187");
-        assert_eq!(c.push_listen_address, c.listen_address);
+        assert_eq!(c.daemon.mode, Mode::Central);
+        assert_eq!(c.daemon.listen_address.to_string(), "[::]:19187");
         assert!(c.database.is_none());
         assert_eq!(c.pools.expiry, Duration::from_secs(60));
         assert_eq!(c.pools.max_pools, 1000);
@@ -445,18 +288,10 @@ mod tests {
     }
 
     #[test]
-    fn sidecar_defaults_push_to_loopback_and_instance_to_pod_name() {
-        let c = load_with(Some("mode: sidecar\n"), &[], &[("POD_NAME", "api-7f9c-x2")]).unwrap();
-        assert_eq!(c.push_listen_address.to_string(), "127.0.0.1:19188");
-        assert!(c.push_listen_address.ip().is_loopback());
-        assert_eq!(c.instance, "api-7f9c-x2");
-    }
-
-    #[test]
     fn flags_beat_environment_which_beats_file() {
         let file = "listen_address: 127.0.0.1:1000\npools:\n  expiry_seconds: 30\n  max_pools: 7\n";
         let c = valid(file);
-        assert_eq!(c.listen_address.port(), 1000);
+        assert_eq!(c.daemon.listen_address.port(), 1000);
         assert_eq!(c.pools.max_pools, 7);
 
         let e = [
@@ -464,12 +299,12 @@ mod tests {
             ("POOLWATCH_POOLS_EXPIRY_SECONDS", "45"),
         ];
         let c = load_with(Some(file), &[], &e).unwrap();
-        assert_eq!(c.listen_address.port(), 2000);
+        assert_eq!(c.daemon.listen_address.port(), 2000);
         assert_eq!(c.pools.expiry, Duration::from_secs(45));
         assert_eq!(c.pools.max_pools, 7, "file value kept where env is silent");
 
         let c = load_with(Some(file), &[("listen_address", "127.0.0.1:3000")], &e).unwrap();
-        assert_eq!(c.listen_address.port(), 3000);
+        assert_eq!(c.daemon.listen_address.port(), 3000);
         assert_eq!(c.pools.expiry, Duration::from_secs(45));
     }
 
@@ -501,9 +336,7 @@ mod tests {
             ("- a\n- b\n", &[], "expected a mapping of keys at the top level"),
             ("mode: [\n", &[], "not valid YAML"),
             ("pools: 3\n", &[], "pools (in"),
-            ("listen_address: nowhere\n", &[], "an address like"),
             ("http:\n  max_body_bytes: 0\n", &[], "a positive whole number"),
-            ("log_level: 'info,,=x'\n", &[], "log_level"),
             ("database:\n  statement_timeout_seconds: 30\n", &[], "must not exceed database.interval_seconds"),
             ("database:\n  lock_timeout_seconds: 4\n  statement_timeout_seconds: 2\n", &[], "must not exceed database.statement_timeout_seconds"),
             ("database:\n  url: mysql://x\n", &[], "postgres:// or postgresql://"),
@@ -513,7 +346,6 @@ mod tests {
             ("database:\n  url: postgres://a@b/c?sslmode=verify-full&sslrootcert=/nonexistent.pem\n", &[], "not a readable file"),
             ("database:\n  url: 'postgres://u@h:notaport/db'\n", &[], "not a valid PostgreSQL URL"),
             ("", &[("PGPORT", "x")], "PGPORT"),
-            ("push_listen_address: 127.0.0.1:19187\n", &[], "share a port"),
         ];
         for (file, e, needle) in cases {
             let err = load_with(Some(file), &[], e).expect_err(file);
@@ -565,6 +397,18 @@ mod tests {
         assert_eq!(c.database_label.as_deref(), Some("from-env"));
     }
 
+    /// A `databases` list replaces the single database (the libpq variables name none of
+    /// their own then), and the analysis follows its shortest interval.
+    #[test]
+    fn a_databases_list_replaces_the_single_database() {
+        let c = valid("database:\n  interval_seconds: 20\ndatabases:\n  - {name: a, url: 'postgres://u@h/a'}\n  - {name: b, url: 'postgres://u@h/b', interval_seconds: 5}\n");
+        assert!(c.database.is_none());
+        assert_eq!(c.databases.map(|l| l.len()), Some(2));
+        assert_eq!(c.analysis.interval, Duration::from_secs(5));
+        let c = load_with(None, &[], &[("PGHOST", "db.internal")]).unwrap();
+        assert!(c.database.is_some() && c.databases.is_none());
+    }
+
     #[test]
     fn secrets_never_shown() {
         let url = "postgres://watcher:hunter2-secret@db:5432/app";
@@ -583,7 +427,7 @@ mod tests {
     fn sidecar_socket_view_pod_ip_and_analysis_defaults() {
         let e = [("POD_IP", "10.1.2.3"), ("POD_NAME", "api-1")];
         let c = load_with(Some("mode: sidecar\ndatabase:\n  url: postgres://u@db.internal:6432/d\n  interval_seconds: 10\n"), &[], &e).unwrap();
-        assert_eq!(c.pod_ip, Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(c.daemon.pod_ip, Some("10.1.2.3".parse().unwrap()));
         let sock = c.socket.expect("socket view on in sidecar mode");
         assert_eq!(
             sock.peers,
@@ -628,7 +472,6 @@ mod tests {
             .is_empty());
 
         for (file, needle) in [
-            ("pod_ip: not-an-ip\n", "pod_ip"),
             ("socket:\n  peers: db\n", "host:port"),
             (
                 "analysis:\n  interval_seconds: 60\n  window_seconds: 120\n",
@@ -658,7 +501,6 @@ mod tests {
             };
             assert!(ok, "{}: default {d:?} is not a valid {:?}", k.path, k.kind);
         }
-        assert_eq!(LISTEN.default, DEFAULT_LISTEN.to_string());
         assert!(seen.len() > 30);
     }
 }

@@ -353,6 +353,32 @@ pub(crate) mod testing {
         v
     }
 
+    /// Values set from a YAML document as a configuration file would set them (origin
+    /// `test.yaml`), for the `keys` it names with their full paths (`section.key`).
+    pub fn yaml<'e>(
+        text: &str,
+        keys: &[&'static Key],
+        env: &'e dyn Fn(&str) -> Option<String>,
+    ) -> Values<'e> {
+        fn walk(v: &mut Values, keys: &[&'static Key], prefix: &str, doc: &Value) {
+            let Value::Mapping(m) = doc else { return };
+            for (name, value) in m {
+                let path = match (prefix, name.as_str().expect("string keys")) {
+                    ("", n) => n.to_string(),
+                    (p, n) => format!("{p}.{n}"),
+                };
+                match keys.iter().find(|k| k.path == path) {
+                    Some(k) => v.set(k.path, value.clone(), "test.yaml".into()),
+                    None => walk(v, keys, &path, value),
+                }
+            }
+        }
+        let mut v = Values::new(env);
+        let doc = serde_yaml::from_str(text).expect("test YAML");
+        walk(&mut v, keys, "", &doc);
+        v
+    }
+
     /// An environment holding only `pairs`.
     pub fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let m: std::collections::HashMap<String, String> = pairs

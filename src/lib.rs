@@ -37,6 +37,7 @@ pub mod analysis;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod fleet;
 pub mod forward;
 pub mod http;

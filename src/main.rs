@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use poolwatch::config::{self, Config, FlagValues, LogFormat, EXIT_INVALID_CONFIG};
+use poolwatch::config::{self, Config, FlagValues, EXIT_INVALID_CONFIG};
+use poolwatch::daemon::LogFormat;
 use poolwatch::keys::Kind;
 use tokio_util::sync::CancellationToken;
 
@@ -190,7 +191,7 @@ fn ask(cli: &Cli, args: &ClientArgs, flags: &FlagValues) -> ExitCode {
         Some(url) => Target::parse(url),
         None => match config::load(cli.config.as_deref(), flags, &config::process_env) {
             Ok(cfg) => Ok(Target::of(
-                cfg.listen_address,
+                cfg.daemon.listen_address,
                 cfg.web.as_ref().is_some_and(|w| w.tls.is_some()),
             )),
             Err(e) => {
@@ -284,17 +285,17 @@ fn summary(cfg: &Config) -> String {
     };
     format!(
         "mode={} listen={} push_listen={} instance={:?} database={}",
-        cfg.mode.as_str(),
-        cfg.listen_address,
-        cfg.push_listen_address,
-        cfg.instance,
+        cfg.daemon.mode.as_str(),
+        cfg.daemon.listen_address,
+        cfg.daemon.push_listen_address,
+        cfg.daemon.instance,
         db
     )
 }
 
 fn init_logging(cfg: &Config) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.daemon.log_level)
+        .unwrap_or_else(|_| "info".into());
     // A log line that cannot be written is dropped. By default tracing-subscriber reports
     // that with eprintln!, which panics on the same closed stderr and takes down the task
     // that logged (the sampler, the signal handler): a log nobody reads must stop nothing.
@@ -302,7 +303,7 @@ fn init_logging(cfg: &Config) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .log_internal_errors(false);
-    match cfg.log_format {
+    match cfg.daemon.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.with_ansi(false).init(),
     }

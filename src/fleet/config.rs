@@ -289,12 +289,29 @@ pub fn valid_name(n: &str) -> bool {
 mod tests {
     use std::time::Duration;
 
-    use crate::config::{load, Config, ConfigError};
-    use crate::keys::testing::{env, TempFile};
+    use super::*;
+    use crate::keys::testing::{env, yaml, TempFile};
 
-    fn load_yaml(yaml: &str, e: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let f = TempFile::new(yaml);
-        load(Some(&f.0), &Vec::new(), &env(e))
+    /// The list `text` gives in `mode`, or every problem found.
+    fn read_list_in(
+        mode: Mode,
+        text: &str,
+        e: &[(&str, &str)],
+    ) -> Result<Option<Vec<DatabaseEntry>>, Vec<String>> {
+        let e = env(e);
+        let keys: Vec<&'static Key> = KEYS.iter().chain(DatabaseConfig::KEYS).collect();
+        let mut v = yaml(text, &keys, &e);
+        let list = from_values(&mut v, mode);
+        let (problems, _) = v.finish();
+        if problems.is_empty() {
+            Ok(list)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn read_list(text: &str, e: &[(&str, &str)]) -> Result<Vec<DatabaseEntry>, Vec<String>> {
+        read_list_in(Mode::Central, text, e).map(|l| l.expect("a list"))
     }
 
     #[test]
@@ -304,13 +321,11 @@ mod tests {
             "database:\n  interval_seconds: 10\n  max_application_names: 50\ndatabases:\n  - name: orders\n    url: postgres://mon@orders-db/orders\n  - name: billing\n    url_file: {}\n    interval_seconds: 30\n    statement_timeout_seconds: 3\n  - name: search\n    url_env: SEARCH_DB_URL\n    query_text: none\n",
             secret.path()
         );
-        let c = load_yaml(
+        let list = read_list(
             &yaml,
             &[("SEARCH_DB_URL", "postgres://mon@search-db:6432/s")],
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert!(c.database.is_none());
-        let list = c.databases.clone().unwrap();
+        .unwrap_or_else(|e| panic!("{e:?}"));
         let names: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["orders", "billing", "search"]);
         let [orders, billing, search] = &list[..] else {
@@ -332,11 +347,6 @@ mod tests {
             search.db.query_text,
             crate::sampler::config::QueryText::None
         );
-        assert_eq!(
-            c.analysis.interval,
-            Duration::from_secs(10),
-            "the analysis follows the shortest interval"
-        );
         for e in &list {
             assert_eq!(e.db.pg.get_application_name(), Some("poolwatch"));
             assert!(e
@@ -348,27 +358,21 @@ mod tests {
         }
 
         // The same file again: the same fingerprints; a changed entry: only its own.
-        let again = load_yaml(
+        let again = read_list(
             &yaml,
             &[("SEARCH_DB_URL", "postgres://mon@search-db:6432/s")],
         )
         .unwrap();
-        let changed = load_yaml(
+        let changed = read_list(
             &yaml,
             &[("SEARCH_DB_URL", "postgres://mon:new@search-db:6432/s")],
         )
         .unwrap();
-        let prints = |c: &Config| {
-            c.databases
-                .iter()
-                .flatten()
-                .map(|e| e.fingerprint)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(prints(&c), prints(&again));
-        assert_eq!(prints(&c)[..2], prints(&changed)[..2]);
+        let prints = |l: &[DatabaseEntry]| l.iter().map(|e| e.fingerprint).collect::<Vec<_>>();
+        assert_eq!(prints(&list), prints(&again));
+        assert_eq!(prints(&list)[..2], prints(&changed)[..2]);
         assert_ne!(
-            prints(&c)[2],
+            prints(&list)[2],
             prints(&changed)[2],
             "a new password restarts"
         );
@@ -377,8 +381,8 @@ mod tests {
     #[test]
     fn every_problem_of_the_list_is_named_with_its_entry() {
         let yaml = "databases:\n  - name: a\n    url: postgres://u@h/a\n  - name: a\n    url: postgres://u@h/b\n  - url: postgres://u@h/c\n  - name: d\n  - name: e\n    url: postgres://u@h/e\n    url_file: /x\n  - name: f\n    url: postgres://u@h/f\n    interval_seconds: soon\n  - name: g\n    url: postgres://u@h/g\n    colour: blue\n  - name: h\n    url_env: NOT_SET_ANYWHERE\n  - name: i\n    url: mysql://i\n  - just-a-string\n  - name: __unattributed__\n    url: postgres://u@h/k\n";
-        let err = load_yaml(yaml, &[]).unwrap_err();
-        let text = err.to_string();
+        let problems = read_list(yaml, &[]).unwrap_err();
+        let text = problems.join("\n");
         for needle in [
             "databases[1] (from ",
             "name \"a\" is used by an earlier entry",
@@ -397,46 +401,47 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }
-        assert_eq!(err.problems.len(), 10, "{text}");
+        assert_eq!(problems.len(), 10, "{text}");
 
-        for (yaml, needle) in [
+        for (mode, yaml, needle) in [
             (
+                Mode::Central,
                 "database:\n  max_databases: 2\ndatabases:\n  - {name: a, url: 'postgres://u@h/a'}\n  - {name: b, url: 'postgres://u@h/b'}\n  - {name: c, url: 'postgres://u@h/c'}\n",
                 "3 entries, more than database.max_databases (2)",
             ),
             (
+                Mode::Central,
                 "database:\n  url: postgres://u@h/x\ndatabases:\n  - {name: a, url: 'postgres://u@h/a'}\n",
                 "both set; put that database in the list",
             ),
             (
-                "mode: sidecar\ndatabases:\n  - {name: a, url: 'postgres://u@h/a'}\n",
+                Mode::Sidecar,
+                "databases:\n  - {name: a, url: 'postgres://u@h/a'}\n",
                 "for central mode",
             ),
-            ("databases: orders\n", "expected a list of mappings"),
+            (
+                Mode::Central,
+                "databases: orders\n",
+                "expected a list of mappings",
+            ),
         ] {
-            let err = load_yaml(yaml, &[]).expect_err(yaml).to_string();
+            let err = read_list_in(mode, yaml, &[]).expect_err(yaml).join("\n");
             assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
         }
     }
 
     #[test]
     fn a_single_database_url_keeps_working_and_secrets_never_show() {
-        let c = load_yaml("database:\n  url: postgres://u@h/x\n", &[]).unwrap();
-        assert!(c.database.is_some());
-        assert!(c.databases.is_none());
-        let c = load_yaml("databases: []\n", &[]).unwrap();
-        assert_eq!(
-            c.databases.map(|d| d.len()),
-            Some(0),
-            "a list to add to by reload"
-        );
-        assert!(c.database.is_none());
-        let err = load_yaml(
+        let none = read_list_in(Mode::Central, "database:\n  url: postgres://u@h/x\n", &[]);
+        assert!(none.unwrap().is_none());
+        let empty = read_list("databases: []\n", &[]).unwrap();
+        assert_eq!(empty.len(), 0, "a list to add to by reload");
+        let err = read_list(
             "databases:\n  - name: a\n    url: postgres://u:hunter2-pw@h:99999/a\n",
             &[],
         )
         .unwrap_err()
-        .to_string();
+        .join("\n");
         assert!(err.contains("databases[0] (a)"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }

@@ -1,12 +1,12 @@
 //! Reloading the `databases` list without a restart: on SIGHUP, and when the
 //! configuration file's text changes (checked every second).
 //!
-//! The whole configuration is read again from the same file and flags, with the
-//! environment as it is now, and validated as at start. When it is valid, the fleet is
-//! brought in line with its `databases` list ([`super::Fleet::apply`]): databases added
-//! start, removed ones stop (their sessions closed), changed ones restart, the others are
-//! not touched. When it is not, the running databases keep going, the problems are logged
-//! and the failure counted. Only the list (and the `database` settings its entries
+//! The whole configuration is read again (by the [`LoadList`] the daemon gives: the same
+//! file and flags, with the environment as it is now) and validated as at start. When it
+//! is valid, the fleet is brought in line with its `databases` list
+//! ([`super::Fleet::apply`]): databases added start, removed ones stop (their sessions
+//! closed), changed ones restart, the others are not touched. When it is not, the running
+//! databases keep going, the problems are logged and the failure counted. Only the list (and the `database` settings its entries
 //! inherit) takes effect by reload; other keys need a restart, and a warning says so.
 
 use std::hash::{Hash, Hasher};
@@ -17,9 +17,13 @@ use std::time::Duration;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
+use super::config::DatabaseEntry;
 use super::Fleet;
-use crate::config::{self, FlagValues};
 use crate::reload::Outcomes;
+
+/// Reads the whole configuration again and returns its `databases` list (`None` when it
+/// has none), or every problem found, as one message.
+pub type LoadList = Arc<dyn Fn() -> Result<Option<Vec<DatabaseEntry>>, String> + Send + Sync>;
 
 /// How often the file's text is compared with the last one read.
 const POLL: Duration = Duration::from_secs(1);
@@ -30,8 +34,8 @@ pub struct Reloader {
     fleet: Arc<Fleet>,
     /// The configuration file.
     file: PathBuf,
-    /// The flags given at start.
-    flags: FlagValues,
+    /// Reads it (and the other sources) again.
+    load: LoadList,
     /// Hash of the file's text as last read (read at start, or by the last attempt), so
     /// a bad file is not retried every second, only after a change or on SIGHUP.
     seen: Option<u64>,
@@ -47,12 +51,13 @@ fn text_hash(file: &PathBuf) -> Option<u64> {
 }
 
 impl Reloader {
-    /// A reloader of `file` (read with `flags` on top) for `fleet`; registers its metrics.
+    /// A reloader for `fleet` of the configuration read from `file` by `load`; registers
+    /// its metrics.
     pub fn register(
         registry: &Registry,
         fleet: Arc<Fleet>,
         file: PathBuf,
-        flags: FlagValues,
+        load: LoadList,
     ) -> prometheus::Result<Reloader> {
         let outcomes = Outcomes::register(
             registry,
@@ -64,7 +69,7 @@ impl Reloader {
         Ok(Reloader {
             fleet,
             file,
-            flags,
+            load,
             seen,
             outcomes,
         })
@@ -85,14 +90,11 @@ impl Reloader {
 
     /// Reads the configuration again and applies its list, or keeps the running one.
     pub async fn reload(&mut self) {
-        let (file, flags) = (self.file.clone(), self.flags.clone());
+        let load = self.load.clone();
         // Reading url_file Secrets and the file itself: off the runtime's threads.
-        let loaded = tokio::task::spawn_blocking(move || {
-            config::load(Some(&file), &flags, &config::process_env)
-        })
-        .await;
-        let cfg = match loaded {
-            Ok(Ok(cfg)) => cfg,
+        let loaded = tokio::task::spawn_blocking(move || load()).await;
+        let databases = match loaded {
+            Ok(Ok(databases)) => databases,
             Ok(Err(e)) => {
                 tracing::error!(file = %self.file.display(), "configuration reload failed; the databases watched keep going: {e}");
                 self.failed();
@@ -104,7 +106,7 @@ impl Reloader {
                 return;
             }
         };
-        let Some(list) = cfg.databases else {
+        let Some(list) = databases else {
             tracing::error!(file = %self.file.display(), "configuration reload failed: the file no longer has a databases list (a single database.url needs a restart); the databases watched keep going");
             self.failed();
             return;

@@ -15,6 +15,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::keys::{Key, Kind, Values};
+use crate::Mode;
 
 /// TLS to PostgreSQL, with libpq's names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,6 +313,29 @@ impl DatabaseConfig {
             return None;
         }
         Some(name)
+    }
+
+    /// The `database` label of every view series: the watched `database`'s name, else
+    /// (a sidecar without a database) `name` (`database.name`) or the first socket peer.
+    /// `None` when nothing names a database: the label is left out, with a warning in
+    /// sidecar mode, where the same application on two databases could not be told apart.
+    pub fn label(
+        v: &mut Values,
+        mode: Mode,
+        database: Option<&DatabaseConfig>,
+        name: Option<String>,
+        peers: &[String],
+    ) -> Option<String> {
+        let label = match database {
+            Some(db) => Some(db.name.clone()),
+            None => name.or_else(|| peers.first().cloned()),
+        };
+        if label.is_none() && mode == Mode::Sidecar {
+            v.warn(
+                "no database.name, database or socket.peers: series carry no database label, so the same application on two databases cannot be told apart; set database.name".into(),
+            );
+        }
+        label
     }
 
     /// Reads the `database` section; `None` when no source names a database. `name` is
