@@ -47,16 +47,16 @@ RUN case "$TARGETARCH" in \
  && touch src/lib.rs \
  && sed -n '/^\[\[bench\]\]/,/^name/s/^name = "\(.*\)"$/\1/p' Cargo.toml >benches/names \
  && while read -r bench; do echo 'fn main() {}' > "benches/$bench.rs"; done <benches/names \
- && cargo build --release --locked --target "$(cat rust-target)" \
+ && cargo build --profile dist --locked --target "$(cat rust-target)" \
  && rm -rf src benches
 COPY src ./src
 COPY benches ./benches
 # COPY keeps the files' own mtimes, which can be older than the placeholder build: touch
 # them so cargo rebuilds the crate itself.
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --target "$(cat rust-target)" \
+ && cargo build --profile dist --locked --target "$(cat rust-target)" \
  && mkdir -p out/etc/ssl/certs \
- && cp "${CARGO_TARGET_DIR:-target}/$(cat rust-target)/release/poolwatch" out/poolwatch \
+ && cp "${CARGO_TARGET_DIR:-target}/$(cat rust-target)/dist/poolwatch" out/poolwatch \
  && cp /etc/ssl/certs/ca-certificates.crt out/etc/ssl/certs/ca-certificates.crt
 
 # ---- prebuilt: the same root filesystem, taken from dist/ in the build context --------

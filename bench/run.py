@@ -960,7 +960,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="shorter runs (about 10 min)")
     ap.add_argument("--no-write", action="store_true", help="print the tables, leave docs/benchmarks.md alone")
-    ap.add_argument("--no-build", action="store_true", help=f"use target/{MUSL}/release/poolwatch as it is")
+    ap.add_argument("--no-build", action="store_true", help=f"use target/{MUSL}/dist/poolwatch as it is")
     ap.add_argument("--binary", help="the poolwatch binary to measure (default: the static musl build)")
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
@@ -992,13 +992,13 @@ def main():
     t_start = time.time()
     try:
         # The binary as the image ships it: static, musl (Dockerfile).
-        binary = args.binary or os.path.join(REPO, "target", MUSL, "release", "poolwatch")
+        binary = args.binary or os.path.join(REPO, "target", MUSL, "dist", "poolwatch")
         if not args.no_build and not args.binary:
-            log(f"cargo build --release --target {MUSL}")
-            if subprocess.run(["cargo", "build", "--release", "--quiet", "--locked",
+            log(f"cargo build --profile dist --target {MUSL}")
+            if subprocess.run(["cargo", "build", "--profile", "dist", "--quiet", "--locked",
                                "--target", MUSL], cwd=REPO).returncode:
                 if not os.path.isfile(binary):
-                    sys.exit(f"cargo build --release --target {MUSL} failed and no {binary} "
+                    sys.exit(f"cargo build --profile dist --target {MUSL} failed and no {binary} "
                              f"(rustup target add {MUSL}; apt-get install musl-tools)")
                 log(f"WARNING: cargo build failed; using the existing {binary}")
         R = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "interval": 5}

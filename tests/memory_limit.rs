@@ -8,7 +8,7 @@
 //! memory must come back near where it was before the flood.
 //!
 //! Needs root and `/sys/fs/cgroup/memory`; without them it says so and skips (under CI
-//! it fails instead: CI has both). The binary is built with `cargo build --release
+//! it fails instead: CI has both). The binary is built with `cargo build --profile dist
 //! --target x86_64-unknown-linux-musl` into `$TMPDIR/poolwatch-builder-target` when
 //! missing or stale (`.ci/run` builds it before the suite); `POOLWATCH_BIN` runs another
 //! one. `MEMTEST_MAX_POOLS` and
@@ -48,7 +48,8 @@ fn shipped_binary() -> String {
         .env("CARGO_TARGET_DIR", &target)
         .args([
             "build",
-            "--release",
+            "--profile",
+            "dist",
             "--locked",
             "--bin",
             "poolwatch",
@@ -62,7 +63,7 @@ fn shipped_binary() -> String {
         built.success(),
         "cannot build the {TARGET} binary: rustup target add {TARGET}; apt-get install musl-tools"
     );
-    format!("{}/{TARGET}/release/poolwatch", target.display())
+    format!("{}/{TARGET}/dist/poolwatch", target.display())
 }
 
 /// A cgroup v1 memory group of its own, removed on drop.
