@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """poolwatch side by side with postgres_exporter and the Pushgateway (issue 9).
 
-One run: a throwaway PostgreSQL, poolwatch (release build), Debian's
-prometheus-postgres-exporter and prometheus-pushgateway, and wrk; everything on
-127.0.0.1, every loop bounded. Detection is measured by bench/detection.py (shipped
+One run: a throwaway PostgreSQL, poolwatch (the static musl binary of the dist profile, as
+the image ships it), Debian's prometheus-postgres-exporter and prometheus-pushgateway, and
+wrk; everything on 127.0.0.1, every loop bounded. Detection is measured by bench/detection.py (shipped
 defaults, real programs, docs/detection.md). Writes the tables between
 `<!-- bench:begin -->` and `<!-- bench:end -->` in docs/benchmarks.md.
 
@@ -706,7 +706,7 @@ def report(R, args):
     L.append("")
     L.append(f"Produced by `python3 bench/run.py{' --quick' if args.quick else ''}` ({mode} mode) "
              f"on {R['date']}: {R['cpus']} CPUs (shared, noisy), poolwatch "
-             f"{R['versions']['poolwatch']} (release build), postgres_exporter "
+             f"{R['versions']['poolwatch']} (dist profile, static musl), postgres_exporter "
              f"{R['versions']['exporter']}, Pushgateway {R['versions']['pushgateway']}, "
              f"Prometheus {R['versions']['prometheus']}, PostgreSQL {R['versions']['postgres']}, "
              f"wrk {R['versions']['wrk']}. Each figure is the median of {args.runs} runs "
