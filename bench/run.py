@@ -813,7 +813,7 @@ def report(R, args):
     sz = R["sizes"]
     L.append(f"| binary | {sz['poolwatch']/1e6:.2f} MB | {sz['exporter']/1e6:.2f} MB | "
              f"{sz['pushgateway']/1e6:.2f} MB |")
-    L.append("| image | 7.52 MB (`buildah images`, [docker.md](docker.md)) | – | – |")
+    L.append("| image | 8.63 MB (`buildah images`, [docker.md](docker.md)) | – | – |")
     L.append("")
     mem = R["mem_ratios"]
     L.append(f"Ratios: poolwatch's RSS is {mem['idle_vs_exporter']:.2f} of the exporter's "
