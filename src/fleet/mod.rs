@@ -310,6 +310,18 @@ impl Fleet {
         self.unattributed.clone()
     }
 
+    /// The latest report of every running database, by name, then the unattributed
+    /// pools' ([`UNATTRIBUTED`]).
+    pub fn reports(&self) -> Vec<(String, Arc<Report>)> {
+        let mut r: Vec<(String, Arc<Report>)> = self
+            .members()
+            .into_iter()
+            .map(|(name, m)| (name, m.reports.borrow().clone()))
+            .collect();
+        r.push((UNATTRIBUTED.to_string(), self.unattributed.borrow().clone()));
+        r
+    }
+
     /// The database a pool belongs to (see the module's documentation).
     pub fn database_of(&self, key: &PoolKey, entry: &Entry) -> String {
         let members = self.members();

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use super::{json, json_error, Body, Ctx};
 use crate::analysis::Findings;
-use crate::fleet::config::UNATTRIBUTED;
 use crate::tick::Report;
 
 /// Renders the latest report's stuck connections.
@@ -38,18 +37,11 @@ pub fn get(ctx: &Ctx, query: Option<&str>) -> Response<Body> {
     // The reports: one per database of the list (and the unattributed pools'), or the
     // one analysis.
     let reports: Vec<(Option<String>, Arc<Report>)> = match &ctx.fleet {
-        Some(fleet) => {
-            let mut r: Vec<(Option<String>, Arc<Report>)> = fleet
-                .members()
-                .into_iter()
-                .map(|(name, m)| (Some(name), m.reports.borrow().clone()))
-                .collect();
-            r.push((
-                Some(UNATTRIBUTED.to_string()),
-                fleet.unattributed().borrow().clone(),
-            ));
-            r
-        }
+        Some(fleet) => fleet
+            .reports()
+            .into_iter()
+            .map(|(name, report)| (Some(name), report))
+            .collect(),
         None => vec![(ctx.database_label.clone(), ctx.reports.borrow().clone())],
     };
     let mut at: Option<f64> = None;

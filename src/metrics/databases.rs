@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use super::{apps, limits, server, ConstLabels, Family, View};
-use crate::fleet::config::UNATTRIBUTED;
 use crate::fleet::Fleet;
 
 /// Renders every member of the fleet.
@@ -27,16 +26,11 @@ impl View for FleetCollector {
         let mut s: Vec<Family> = server::SPECS.iter().map(Family::new).collect();
         let mut a: Vec<Family> = apps::SPECS.iter().map(Family::new).collect();
         let mut l: Vec<Family> = limits::SPECS.iter().map(Family::new).collect();
-        let unattributed = self.fleet.unattributed().borrow().clone();
         let members = self.fleet.members();
         // Series in label order: `__unattributed__` sorts before lower-case names only
         // by chance, so each name is placed where it sorts.
-        let mut reports: Vec<(&str, Arc<crate::tick::Report>)> = members
-            .iter()
-            .map(|(n, m)| (n.as_str(), m.reports.borrow().clone()))
-            .collect();
-        reports.push((UNATTRIBUTED, unattributed));
-        reports.sort_by(|x, y| x.0.cmp(y.0));
+        let mut reports = self.fleet.reports();
+        reports.sort_by(|x, y| x.0.cmp(&y.0));
         for (name, m) in &members {
             let state = m.server.borrow().clone();
             let consts = ConstLabels::database(Some(name));
